@@ -1,0 +1,48 @@
+"Shared fixtures: offline hub, the real data samples, tiny random-init models and a locally trained tokenizer."
+import os
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
+os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+from pathlib import Path
+import pytest, torch
+from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get('MODTRACE_SHARED_DATA', ROOT.parent/'shared'/'data'))
+
+@pytest.fixture(scope='session')
+def shared_data():
+    "The real XNLI / PAWS-X / MARC samples (read in place, never copied into the project)."
+    if not (SHARED_DATA/'README.md').exists():
+        pytest.fail(f"The real data samples are missing: expected them at {SHARED_DATA} "
+                    "(set MODTRACE_SHARED_DATA to their folder).")
+    return SHARED_DATA
+
+def make_tiny_model(attn='eager', seed=0, layers=2, heads=4, hidden=16, vocab=60, dtype=torch.float32):
+    "A random-init XLM-R classifier small enough for exact checks."
+    torch.manual_seed(seed)
+    cfg = XLMRobertaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                           intermediate_size=2*hidden, max_position_embeddings=64, attn_implementation=attn,
+                           pad_token_id=1, bos_token_id=0, eos_token_id=2, num_labels=2)
+    return XLMRobertaForSequenceClassification(cfg).to(dtype).eval()
+
+@pytest.fixture
+def tiny_model(): return make_tiny_model
+
+@pytest.fixture(scope='session')
+def tiny_tokenizer(tmp_path_factory):
+    "A word-level tokenizer trained here with `tokenizers`, saved and reloaded as a HF tokenizer."
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, processors
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    special = ['<s>', '<pad>', '</s>', '<unk>', '<mask>']
+    tok = Tokenizer(models.WordLevel(unk_token='<unk>'))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    words = 'the cat sat on a mat dog ran fast le chat der hund el perro 猫 狗 고양이 кошка'.split()
+    tok.train_from_iterator([' '.join(words)] * 3, trainers.WordLevelTrainer(special_tokens=special))
+    tok.post_processor = processors.RobertaProcessing(('</s>', tok.token_to_id('</s>')), ('<s>', tok.token_to_id('<s>')))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token='<s>', eos_token='</s>', unk_token='<unk>',
+                                   pad_token='<pad>', mask_token='<mask>', cls_token='<s>', sep_token='</s>',
+                                   model_max_length=64)
+    path = tmp_path_factory.mktemp('tok')
+    fast.save_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)

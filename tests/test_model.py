@@ -1,0 +1,111 @@
+"The model loader and the head gate (SPEC section 2)."
+import copy
+import pytest, torch
+from torch import nn
+from conftest import make_tiny_model
+from modtrace.model import (ModelError, load_classifier, load_tokenizer, encoder_layers, model_shape, head_gate,
+                            mask_from, check_mask, head_param_masks, shuffle_mask, random_mask)
+
+X = torch.randint(3, 60, (4, 9))
+Y = torch.tensor([0, 1, 1, 0])
+AM = torch.ones_like(X); AM[1, 6:] = 0; AM[3, 4:] = 0   # padded examples in the batch
+
+def hooks_left(m): return sum(len(l.attention.output.dense._forward_pre_hooks) for l in encoder_layers(m))
+
+@pytest.mark.parametrize('attn', ['eager', 'sdpa'])
+def test_all_ones_changes_nothing_exactly(attn):
+    m = make_tiny_model(attn)
+    with torch.no_grad():
+        base = m(input_ids=X, attention_mask=AM).logits
+        with head_gate(m, torch.ones(2, 4)): gated = m(input_ids=X, attention_mask=AM).logits
+        with head_gate(m, torch.ones(4, 2, 4)): per_ex = m(input_ids=X, attention_mask=AM).logits
+    assert torch.equal(base, gated) and torch.equal(base, per_ex)
+    assert hooks_left(m) == 0
+
+@pytest.mark.parametrize('attn', ['eager', 'sdpa'])
+@pytest.mark.parametrize('layer,head', [(0, 0), (1, 3)])
+def test_disabled_head_equals_zeroed_output_columns(attn, layer, head):
+    m = make_tiny_model(attn); m2 = copy.deepcopy(m); dh = 16 // 4
+    with torch.no_grad():
+        m2.roberta.encoder.layer[layer].attention.output.dense.weight[:, head*dh:(head+1)*dh] = 0
+        with head_gate(m, mask_from([(layer, head)], (2, 4))): gated = m(input_ids=X, attention_mask=AM).logits
+        ref = m2(input_ids=X, attention_mask=AM).logits
+    torch.testing.assert_close(gated, ref, atol=1e-6, rtol=0)
+    assert not torch.allclose(gated, m(input_ids=X, attention_mask=AM).logits)  # the head mattered
+
+def test_eager_and_sdpa_agree_under_a_mask():
+    xi = mask_from([(0, 1), (1, 2)], (2, 4))
+    outs = []
+    for attn in ('eager', 'sdpa'):
+        m = make_tiny_model(attn)
+        with torch.no_grad(), head_gate(m, xi): outs.append(m(input_ids=X, attention_mask=AM).logits)
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
+
+def test_per_example_mask_equals_one_example_at_a_time():
+    m = make_tiny_model('sdpa')
+    xis = torch.stack([mask_from([(b % 2, b)], (2, 4)) for b in range(4)])     # (B, L, H)
+    with torch.no_grad():
+        with head_gate(m, xis): batched = m(input_ids=X, attention_mask=AM).logits
+        for b in range(4):
+            with head_gate(m, xis[b]): one = m(input_ids=X[b:b+1], attention_mask=AM[b:b+1]).logits
+            torch.testing.assert_close(batched[b:b+1], one, atol=1e-5, rtol=1e-5)
+
+@pytest.mark.parametrize('per_example', [False, True])
+def test_mask_gradient_matches_finite_differences(per_example):
+    m = make_tiny_model('eager', dtype=torch.float64)
+    shape = (4, 2, 4) if per_example else (2, 4)
+    def loss(xi):
+        with head_gate(m, xi): return nn.functional.cross_entropy(m(input_ids=X, attention_mask=AM).logits, Y, reduction='sum')
+    xi = torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    loss(xi).backward()
+    fd, eps = torch.zeros(shape, dtype=torch.float64), 1e-6
+    for idx in torch.cartesian_prod(*[torch.arange(s) for s in shape]):
+        e = torch.zeros(shape, dtype=torch.float64); e[tuple(idx)] = eps
+        fd[tuple(idx)] = (loss(xi.detach() + e) - loss(xi.detach() - e)) / (2 * eps)
+    torch.testing.assert_close(xi.grad, fd, atol=1e-6, rtol=1e-5)
+
+def test_gate_mask_can_change_between_batches():
+    m = make_tiny_model('sdpa')
+    with torch.no_grad(), head_gate(m, torch.ones(2, 4)) as g:
+        a = m(input_ids=X).logits
+        g.xi = torch.zeros(2, 4)
+        b = m(input_ids=X).logits
+    assert not torch.allclose(a, b)
+
+def test_hooks_removed_on_error():
+    m = make_tiny_model()
+    with pytest.raises(ModelError, match='3 rows but the batch has 4'):
+        with head_gate(m, torch.ones(3, 2, 4)): m(input_ids=X)
+    assert hooks_left(m) == 0
+
+@pytest.mark.parametrize('bad', [torch.ones(4, 2), torch.ones(2, 5), torch.ones(8), torch.ones(1, 1, 2, 4)])
+def test_bad_mask_shape_is_one_clear_error(bad):
+    with pytest.raises(ModelError, match=r'\(layers, heads\) = \(2, 4\)'): head_gate(make_tiny_model(), bad)
+
+def test_head_param_masks_cover_exactly_the_disabled_heads():
+    m = make_tiny_model(); dh = 4
+    pm = head_param_masks(m, mask_from([(0, 1), (0, 3)], (2, 4)))
+    assert all('layer.0.' in k for k in pm) and len(pm) == 7
+    q = pm['roberta.encoder.layer.0.attention.self.query.weight']
+    assert q.shape == (16, 16) and q[dh:2*dh].all() and q[3*dh:].all() and not q[:dh].any() and not q[2*dh:3*dh].any()
+    o = pm['roberta.encoder.layer.0.attention.output.dense.weight']
+    assert o[:, dh:2*dh].all() and not o[:, :dh].any()
+    assert head_param_masks(m, torch.ones(2, 4)) == {}
+
+def test_random_masks_keep_size_and_are_seeded():
+    xi = mask_from([(0, 0), (1, 1), (1, 2)], (2, 4))
+    for s in (0, 1, 2): assert shuffle_mask(xi, s).sum() == 5 and shuffle_mask(xi, s).shape == (2, 4)
+    assert not all(torch.equal(shuffle_mask(xi, 0), shuffle_mask(xi, s)) for s in (1, 2))
+    assert torch.equal(random_mask(2, 4, 3, seed=7), random_mask(2, 4, 3, seed=7))
+    with pytest.raises(ModelError, match='between 1 and 8'): random_mask(2, 4, 0)
+
+def test_not_an_encoder_is_rejected():
+    with pytest.raises(ModelError, match='XLM-R / RoBERTa / BERT'): model_shape(nn.Linear(2, 2))
+
+def test_local_folder_loads_and_missing_model_says_what_to_do(tmp_path, tiny_tokenizer):
+    m = make_tiny_model(); m.save_pretrained(tmp_path); tiny_tokenizer.save_pretrained(tmp_path)
+    c = load_classifier(tmp_path, attn_implementation='eager')
+    assert model_shape(c) == (2, 4) and c.config._attn_implementation == 'eager'
+    assert load_tokenizer(tmp_path)('the cat')['input_ids'][0] == tiny_tokenizer.bos_token_id
+    with pytest.raises(ModelError, match='pass the folder'): load_classifier(tmp_path/'nowhere')
+    with pytest.raises(ModelError, match='pass the folder'): load_classifier('no-such-org/no-such-model')
