@@ -109,3 +109,22 @@ def test_local_folder_loads_and_missing_model_says_what_to_do(tmp_path, tiny_tok
     assert load_tokenizer(tmp_path)('the cat')['input_ids'][0] == tiny_tokenizer.bos_token_id
     with pytest.raises(ModelError, match='pass the folder'): load_classifier(tmp_path/'nowhere')
     with pytest.raises(ModelError, match='pass the folder'): load_classifier('no-such-org/no-such-model')
+
+def test_mask_file_round_trip_and_bad_files(tmp_path):
+    import json
+    from modtrace.model import save_masks, load_masks
+    m = make_tiny_model()
+    masks = {'en': random_mask(2, 4, 5, seed=0), 'ko': random_mask(2, 4, 3, seed=1)}
+    p = save_masks(tmp_path/'m.json', masks, model='tiny')
+    doc = json.loads(p.read_text())                       # readable without modtrace
+    assert doc['n_layers'] == 2 and doc['n_heads'] == 4 and doc['model'] == 'tiny'
+    back = load_masks(p, m)
+    assert all(torch.equal(back[k], masks[k]) for k in masks)
+    with pytest.raises(ModelError, match=r'\(layers, heads\) = \(2, 4\), but this model has \(3, 4\)'):
+        load_masks(p, make_tiny_model(layers=3))
+    (tmp_path/'empty.json').write_text(json.dumps({'n_layers': 2, 'n_heads': 4, 'masks': {'en': [[0]*4]*2}}))
+    with pytest.raises(ModelError, match="'en' enables no head"): load_masks(tmp_path/'empty.json')
+    (tmp_path/'junk.json').write_text('{"a": 1}')
+    with pytest.raises(ModelError, match='not a modtrace mask file'): load_masks(tmp_path/'junk.json')
+    with pytest.raises(ModelError, match='Cannot read'): load_masks(tmp_path/'missing.json')
+    with pytest.raises(ModelError, match='one \(layers, heads\) shape'): save_masks(tmp_path/'x.json', {'a': torch.ones(2, 4), 'b': torch.ones(3, 4)})

@@ -1,0 +1,26 @@
+"Every notebook runs top to bottom (its examples are tests too), and the README is generated from index.ipynb."
+import subprocess, sys
+from pathlib import Path
+import pytest
+from conftest import ROOT
+
+NBS = sorted(p.name for p in (ROOT/'nbs').glob('*.ipynb'))
+
+@pytest.mark.parametrize('nb', NBS)
+def test_notebook_runs(nb):
+    r = subprocess.run([str(Path(sys.executable).parent/'nbdev_test'), '--path', f'nbs/{nb}', '--do_print'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, f"{nb} failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+
+def test_readme_is_generated_from_index():
+    from modtrace.docs import write_readme
+    import os; cwd = os.getcwd(); os.chdir(ROOT)
+    try: assert not write_readme(check=True), "README.md is stale: run `python -c 'from modtrace.docs import write_readme; write_readme()'`"
+    finally: os.chdir(cwd)
+
+def test_readme_quickstart_is_two_commands_and_ci_runs_the_second():
+    text = (ROOT/'README.md').read_text()
+    block = text.split('## Quickstart', 1)[1].split('```sh\n', 1)[1].split('```', 1)[0]
+    cmds = [l for l in block.splitlines() if l.strip()]
+    assert len(cmds) == 2 and 'study --task demo' in cmds[0], cmds
+    assert cmds[1] in (ROOT/'.ci'/'run').read_text()
