@@ -22,7 +22,7 @@ def make_tiny_model(attn='eager', seed=0, layers=2, heads=4, hidden=16, vocab=60
     "A random-init XLM-R classifier small enough for exact checks."
     torch.manual_seed(seed)
     cfg = XLMRobertaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                           intermediate_size=2*hidden, max_position_embeddings=64, attn_implementation=attn,
+                           intermediate_size=2*hidden, max_position_embeddings=66, attn_implementation=attn,
                            pad_token_id=1, bos_token_id=0, eos_token_id=2, num_labels=2)
     return XLMRobertaForSequenceClassification(cfg).to(dtype).eval()
 
