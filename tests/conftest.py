@@ -5,6 +5,7 @@ os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 from pathlib import Path
 import pytest, torch
+torch.set_num_threads(1)  # tiny models: threads cost more than they bring (and CI runs tests side by side)
 from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
 ROOT = Path(__file__).resolve().parents[1]

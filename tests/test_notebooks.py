@@ -1,5 +1,5 @@
 "Every notebook runs top to bottom (its examples are tests too), and the README is generated from index.ipynb."
-import subprocess, sys
+import os, subprocess, sys
 from pathlib import Path
 import pytest
 from conftest import ROOT
@@ -9,7 +9,8 @@ NBS = sorted(p.name for p in (ROOT/'nbs').glob('*.ipynb'))
 @pytest.mark.parametrize('nb', NBS)
 def test_notebook_runs(nb):
     r = subprocess.run([str(Path(sys.executable).parent/'nbdev_test'), '--path', f'nbs/{nb}', '--do_print'],
-                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+                       cwd=ROOT, capture_output=True, text=True, timeout=900,
+                       env={**os.environ, 'OMP_NUM_THREADS': '1'})  # tiny examples: one thread is fastest
     assert r.returncode == 0, f"{nb} failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
 
 def test_readme_is_generated_from_index():
