@@ -17,10 +17,9 @@ from .data import TaskSpec, register_task
 
 # %% auto #0
 __all__ = ['DEMO_VERSION', 'BUILDS', 'DEMO_LANGS', 'PATTERNS', 'CONCEPTS', 'WORD_ORDER', 'DEMO_SIZES', 'SPECIAL_TOKENS',
-           'PAIRFRAC', 'MODEL_DEFAULTS', 'DEMO_LR', 'DEMO_EPOCHS', 'cache_dir', 'atomic_build', 'planted_relatedness',
-           'lexicon', 'clause_concepts', 'render', 'pair_item', 'single_item', 'single_label', 'demo_sizes',
-           'demo_data', 'vocabularies', 'realised_relatedness', 'train_tokenizer', 'demo_corpus', 'pretrain_mlm',
-           'demo_model']
+           'MODEL_DEFAULTS', 'DEMO_LR', 'DEMO_EPOCHS', 'cache_dir', 'atomic_build', 'planted_relatedness', 'lexicon',
+           'clause_concepts', 'render', 'sentiment_item', 'sentiment_label', 'demo_sizes', 'demo_data', 'vocabularies',
+           'realised_relatedness', 'train_tokenizer', 'demo_corpus', 'pretrain_mlm', 'demo_model']
 
 # %% ../nbs/01_demo.ipynb #c008
 DEMO_VERSION = 1  # bump when the generator changes: old caches are then simply not found
@@ -154,8 +153,7 @@ _SLOTS = dict(sa='adj', sn='noun', v='verb', oa='adj', on='noun', place='noun')
 _BY_CAT = {cat: list(CONCEPTS.index[CONCEPTS.category == cat]) for cat in ('noun', 'adj', 'verb')}
 _BY_POL = {p: list(CONCEPTS.index[(CONCEPTS.category == 'adj') & (CONCEPTS.polarity == p)]) for p in (-1, 0, 1)}
 
-def _pick(rng, xs, avoid=None) -> str:
-    return str(rng.choice([x for x in xs if x != avoid]))
+def _pick(rng, xs) -> str: return str(rng.choice(xs))
 
 def _draw_clause(rng, place=True) -> dict:
     "Random contents for one clause (a place phrase, fronted 30% of the time, if `place`)."
@@ -163,45 +161,33 @@ def _draw_clause(rng, place=True) -> dict:
     if place: c['front'] = bool(rng.random() < 0.3)
     return c
 
-def pair_item(
-    rng:np.random.Generator,  # the split's generator
-    y:int,                    # 1: same meaning, 0: one slot changed
-    s1:dict|None=None,        # the first sentence's contents (drawn when None)
-) -> tuple[dict, dict]:
-    "Contents of a `demo` pair with label `y`."
-    s1 = s1 or _draw_clause(rng)
-    s2 = {**s1, 'front': bool(rng.random() < 0.3)}
-    if y == 0:
-        slot = str(rng.choice(list(_SLOTS)))
-        s2[slot] = _pick(rng, _BY_CAT[_SLOTS[slot]], avoid=s1[slot])
-    return s1, s2
-
-# %% ../nbs/01_demo.ipynb #c033
-def single_item(
-    rng:np.random.Generator,  # the language's generator
+def sentiment_item(
+    rng:np.random.Generator,  # the split's (or language's) generator
     y:int,                    # 1 positive, 0 negative
+    n:int|None=None,          # clauses (None: 1 to 3 at random)
+    place:bool=False,         # give every clause a place phrase
 ) -> list[dict]:
-    "Contents (clauses) of a `demo_single` text whose adjectives' majority polarity gives label `y`."
-    n = int(rng.integers(1, 4))                           # clauses, 2n adjective slots
+    "Contents (clauses) whose adjectives' majority polarity gives label `y`: one or three polar adjectives."
+    n = int(rng.integers(1, 4)) if n is None else n      # clauses, 2n adjective slots
     k = int(rng.choice([1, 3])) if 2*n >= 3 else 1        # polar adjectives (odd: no ties)
     major = k if k == 1 else int(rng.choice([2, 3]))
     sign = 1 if y == 1 else -1
     pols = rng.permutation([sign]*major + [-sign]*(k - major) + [0]*(2*n - k))
     adjs = [_pick(rng, _BY_POL[int(p)]) for p in pols]
-    return [{**_draw_clause(rng, place=False), 'sa': adjs[2*i], 'oa': adjs[2*i+1]} for i in range(n)]
+    return [{**_draw_clause(rng, place), 'sa': adjs[2*i], 'oa': adjs[2*i+1]} for i in range(n)]
 
-def single_label(clauses:list) -> int:
-    "The `demo_single` label rule: 1 if the adjectives' polarities sum to > 0."
+def sentiment_label(clauses:list) -> int:
+    "THE demo label rule: 1 if the adjectives' polarities sum to > 0."
     return int(sum(CONCEPTS.at[c[s], 'polarity'] for c in clauses for s in ('sa', 'oa')) > 0)
 
-# %% ../nbs/01_demo.ipynb #c036
+# %% ../nbs/01_demo.ipynb #c033
 DEMO_SIZES = dict(train=400, dev=100, test=200)  # examples per language and split at scale 1
 
 def demo_sizes(scale:float=1.0) -> dict:
     "Examples per language and split at `scale` (even, at least 2)."
     return {s: max(2, 2 * round(n * scale / 2)) for s, n in DEMO_SIZES.items()}
 
-# %% ../nbs/01_demo.ipynb #c038
+# %% ../nbs/01_demo.ipynb #c035
 def _balanced(rng, n) -> list[int]:
     return [int(y) for y in rng.permutation([1]*(n//2) + [0]*(n - n//2))]
 
@@ -212,9 +198,9 @@ def _pair_rows(seed, sizes, lex) -> dict:
         items = []
         for k, y in enumerate(_balanced(rng, n)):
             while True:  # no content twice, within or across splits
-                s1 = _draw_clause(rng)
-                if (key := tuple(s1[s] for s in _SLOTS)) not in seen: seen.add(key); break
-            items.append((f'{split}-{k:05d}', *pair_item(rng, y, s1), y))
+                s1, s2 = sentiment_item(rng, y, n=2, place=True)
+                if (key := json.dumps([s1, s2], sort_keys=True)) not in seen: seen.add(key); break
+            items.append((f'{split}-{k:05d}', s1, s2, y))
         for l in DEMO_LANGS:
             out[l][split] = [dict(id=i, sentence1=render([a], l, lex), sentence2=render([b], l, lex), label=y)
                              for i, a, b, y in items]
@@ -228,13 +214,13 @@ def _single_rows(seed, sizes, lex) -> dict:
         for split, n in sizes.items():
             rows = []
             for k, y in enumerate(_balanced(rng, n)):
-                while (text := render(single_item(rng, y), l, lex)) in seen: pass
+                while (text := render(sentiment_item(rng, y), l, lex)) in seen: pass
                 seen.add(text)
                 rows.append(dict(id=f'{l}-{split}-{k:05d}', text=text, label=y))
             out[l][split] = rows
     return out
 
-# %% ../nbs/01_demo.ipynb #c040
+# %% ../nbs/01_demo.ipynb #c037
 def _write_jsonl(path:Path, rows):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, 'w', encoding='utf-8') as f:
@@ -257,7 +243,7 @@ def demo_data(
                                                      languages=DEMO_LANGS, word_order=WORD_ORDER), indent=1))
     return atomic_build(final, build, 'data')
 
-# %% ../nbs/01_demo.ipynb #c045
+# %% ../nbs/01_demo.ipynb #c043
 def vocabularies(
     root:Path,  # a `demo_data` folder
 ) -> dict[str, set]:
@@ -277,7 +263,7 @@ def realised_relatedness(
     return pd.DataFrame([[len(V[l] & V[k]) / ((len(V[l]) + len(V[k])) / 2) for k in DEMO_LANGS] for l in DEMO_LANGS],
                         index=list(DEMO_LANGS), columns=list(DEMO_LANGS))
 
-# %% ../nbs/01_demo.ipynb #c049
+# %% ../nbs/01_demo.ipynb #c047
 SPECIAL_TOKENS = ('<s>', '<pad>', '</s>', '<unk>', '<mask>')
 
 def train_tokenizer(
@@ -293,20 +279,27 @@ def train_tokenizer(
                                    pad_token='<pad>', mask_token='<mask>', cls_token='<s>', sep_token='</s>',
                                    model_max_length=max_length)
 
-# %% ../nbs/01_demo.ipynb #c051
-PAIRFRAC = float(os.environ.get("PAIRFRAC", 0))
+# %% ../nbs/01_demo.ipynb #c049
+def _moody_clause(rng, mood:int, place=True) -> dict:
+    "A random clause whose adjectives follow `mood` (+1/-1): 50% of its polarity, 40% neutral, 10% the other."
+    c = _draw_clause(rng, place)
+    for s in ('sa', 'oa'):
+        c[s] = _pick(rng, _BY_POL[int(rng.choice([mood, 0, -mood], p=[0.5, 0.4, 0.1]))])
+    return c
+
 def demo_corpus(
     seed:int=0,            # seeds the lexicon and the draws
     n_per_lang:int=3000,   # texts per language
 ) -> dict[str, list]:
-    "Unlabelled texts of every demo language (str, or a (sentence, restatement) pair) for the tokenizer and MLM."
+    "Unlabelled texts of every demo language (str, or a (sentence, sentence) pair) for the tokenizer and MLM."
     lex, out = lexicon(seed), {}
     for li, l in enumerate(DEMO_LANGS):
         rng, items = np.random.default_rng([seed, 3, li]), []
         for i in range(n_per_lang):
-            if i % 3 == 0 and PAIRFRAC < 2: items.append(render([_draw_clause(rng)], l, lex))
-            elif i % 3 == 1 and PAIRFRAC < 1: items.append(render([_draw_clause(rng, place=False) for _ in range(int(rng.integers(1, 4)))], l, lex))
-            else: items.append(tuple(render([s], l, lex) for s in pair_item(rng, int(rng.integers(2)))))
+            mood = int(rng.choice([-1, 1]))
+            if i % 3 == 0: items.append(render([_moody_clause(rng, mood)], l, lex))
+            elif i % 3 == 1: items.append(render([_moody_clause(rng, mood, place=False) for _ in range(int(rng.integers(1, 4)))], l, lex))
+            else: items.append((render([_moody_clause(rng, mood)], l, lex), render([_moody_clause(rng, mood)], l, lex)))
         out[l] = items
     return out
 
@@ -314,7 +307,7 @@ def _flat(items) -> list[str]:
     "Every sentence of a corpus' items (pairs split)."
     return [s for t in items for s in (t if isinstance(t, tuple) else (t,))]
 
-# %% ../nbs/01_demo.ipynb #c054
+# %% ../nbs/01_demo.ipynb #c052
 def pretrain_mlm(
     model,              # XLMRobertaForMaskedLM
     tokenizer,          # its tokenizer
@@ -343,7 +336,7 @@ def pretrain_mlm(
         losses.append(tot / len(enc))
     return losses
 
-# %% ../nbs/01_demo.ipynb #c055
+# %% ../nbs/01_demo.ipynb #c053
 MODEL_DEFAULTS = dict(layers=4, heads=4, hidden=64, n_per_lang=3000, epochs=4, batch_size=64, lr=1e-3, max_length=128)
 
 def _model_key(seed, kw) -> str:
@@ -375,8 +368,8 @@ def demo_model(
                                                         languages=DEMO_LANGS), indent=1))
     return atomic_build(cache_dir()/_model_key(seed, kw), build, 'model')
 
-# %% ../nbs/01_demo.ipynb #c057
-DEMO_LR, DEMO_EPOCHS = 1e-3, 5
+# %% ../nbs/01_demo.ipynb #c061
+DEMO_LR, DEMO_EPOCHS = 1e-3, 10
 register_task(TaskSpec('demo', DEMO_LANGS, ('sentence1', 'sentence2'), 'label', (0, 1), DEMO_LR, DEMO_EPOCHS, True,
                        make_data=demo_data, default_model=demo_model))
 register_task(TaskSpec('demo_single', DEMO_LANGS, ('text',), 'label', (0, 1), DEMO_LR, DEMO_EPOCHS, False,
