@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, hashlib, json, sys, time
 from pathlib import Path
-import pandas as pd
+import datasets, pandas as pd
 import torch
 from .data import get_task, load_splits, tokenize
 from .model import load_classifier, load_tokenizer, model_shape, random_mask, save_masks, load_masks
@@ -101,14 +101,16 @@ def run_study(
     "Fine-tune fully and sparsely (SFT) on `task`; accuracy per language, stage by stage cached under OUT/TASK."
     spec, run, t0 = get_task(task), Path(out)/task, time.time()
     splits = study_splits(task, data, scale, seed, split_files)
+    if not progress: datasets.disable_progress_bars()
     path = _model_path(spec, model, seed)
+    log(f"[{task}] model ready ({time.time() - t0:.0f} s): {path}")
     tok = load_tokenizer(path)
     max_length = min(max_length, tok.model_max_length)
     tsplits = {k: tokenize(v, tok, max_length) for k, v in splits.items()}
     hp = dict(task=task, model=str(path), data=data_fingerprint(splits), seed=seed, max_length=max_length,
               lr=lr or spec.lr, epochs=epochs or spec.epochs, batch_size=batch_size)
     ft = dict(lr=hp['lr'], epochs=hp['epochs'], batch_size=batch_size, seed=seed, progress=progress)
-    log(f"[{task}] {len(splits['train'])} train / {len(splits['dev'])} dev / {len(splits['test'])} test examples, model {path}")
+    log(f"[{task}] {len(splits['train'])} train / {len(splits['dev'])} dev / {len(splits['test'])} test examples")
     full = finetune(load_classifier(path, seed=seed), tok, tsplits, stage_dir(run, 'full', **hp), **ft)
     log(f"[{task}] full fine-tuning done ({time.time() - t0:.0f} s): {full.out_dir}")
     xi = study_masks(spec.languages if data is None else sorted(set(splits['train']['lang'])), model_shape(full.model),
