@@ -25,3 +25,12 @@ def test_readme_quickstart_is_two_commands_and_ci_runs_the_second():
     cmds = [l for l in block.splitlines() if l.strip()]
     assert len(cmds) == 2 and 'study --task demo' in cmds[0], cmds
     assert cmds[1] in (ROOT/'.ci'/'run').read_text()
+
+def test_nbdev_clean_keeps_the_papermill_parameters_tag(tmp_path):
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("task: str = 'demo'  # xnli | pawsx | marc | demo")])
+    nb.cells[0].metadata.update(tags=['parameters'], collapsed=True, scrolled=False)
+    f = tmp_path/'analysis.ipynb'; nbformat.write(nb, f)
+    r = subprocess.run([str(Path(sys.executable).parent/'nbdev_clean'), '--fname', str(f)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert nbformat.read(f, as_version=4).cells[0].metadata == {'tags': ['parameters']}   # tag kept, the rest cleaned
