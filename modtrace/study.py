@@ -6,14 +6,16 @@
 from __future__ import annotations
 import argparse, hashlib, json, sys, time
 from pathlib import Path
-import datasets, pandas as pd
+import datasets, pandas as pd, transformers
 import torch
 from .data import get_task, load_splits, tokenize
 from .model import load_classifier, load_tokenizer, model_shape, random_mask, save_masks, load_masks
 from .finetune import finetune
+from .subnetworks import find_subnetworks, save_subnetworks, load_subnetworks, heads_disabled, mask_figures
 
 # %% auto #0
-__all__ = ['PAPER_SIZES', 'fingerprint', 'stage_dir', 'study_masks', 'study_splits', 'data_fingerprint', 'run_study', 'main']
+__all__ = ['PAPER_SIZES', 'fingerprint', 'stage_dir', 'study_masks', 'study_splits', 'data_fingerprint', 'run_study',
+           'prune_stage', 'main']
 
 # %% ../nbs/09_study.ipynb #c005
 def fingerprint(**inputs) -> str:
@@ -35,7 +37,7 @@ def stage_dir(run:Path, stage:str, **inputs) -> Path:
 def study_masks(
     langs,                  # the task's languages
     shape,                  # the model's (L, H)
-    masks:str|Path|None=None,  # a mask file; None -> random masks
+    masks:str|Path|None=None,  # a mask file; None -> random masks (`run_study` passes pruned masks itself)
     keep:float=0.75,        # fraction of heads a random mask keeps
     seed:int=0,             # random mask of language i uses seed + i
 ) -> dict[str, torch.Tensor]:
@@ -88,7 +90,7 @@ def run_study(
     out:str|Path='runs',      # runs go to OUT/TASK
     scale:float=1.0,          # data size relative to the paper's (demo: the generator's)
     seed:int=0,
-    masks:str|None=None,      # mask file for SFT; None: random masks keeping `keep` of the heads
+    masks:str|None=None,      # SFT masks: None -> pruned per language; 'random' -> random keeping `keep`; or a mask file
     keep:float=0.75,
     epochs:int|None=None,     # default: the task's
     lr:float|None=None,       # default: the task's
@@ -113,10 +115,16 @@ def run_study(
     log(f"[{task}] {len(splits['train'])} train / {len(splits['dev'])} dev / {len(splits['test'])} test examples")
     full = finetune(load_classifier(path, seed=seed), tok, tsplits, stage_dir(run, 'full', **hp), **ft)
     log(f"[{task}] full fine-tuning done ({time.time() - t0:.0f} s): {full.out_dir}")
-    xi = study_masks(spec.languages if data is None else sorted(set(splits['train']['lang'])), model_shape(full.model),
-                     masks, keep, seed)
-    xi = {l: xi[l] for l in dict.fromkeys(splits['train']['lang'])}
-    save_masks(run/'masks.json', xi, model=str(path), source=str(masks) if masks else f'random (keep {keep}, seed {seed})')
+    langs = list(dict.fromkeys(splits['train']['lang']))
+    if masks is None:
+        xi = prune_stage(full, tsplits['dev'], langs, stage_dir(run, 'prune', **hp))
+        log(f"[{task}] pruning done ({time.time() - t0:.0f} s); heads disabled per language (Table 1):\n"
+            f"{heads_disabled(xi).set_index('lang').to_string()}")
+        mask_figures(xi, run/'figures')
+    else:
+        xi = study_masks(langs, model_shape(full.model), None if masks == 'random' else masks, keep, seed)
+    save_masks(run/'masks.json', xi, model=str(path), source='pruned' if masks is None else
+               f'random (keep {keep}, seed {seed})' if masks == 'random' else str(masks))
     sft = finetune(load_classifier(path, seed=seed), tok, tsplits, stage_dir(run, 'sft', **hp, masks=xi), masks=xi, **ft)
     log(f"[{task}] sparse fine-tuning done ({time.time() - t0:.0f} s): {sft.out_dir}")
     table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev')
@@ -127,17 +135,31 @@ def run_study(
     return table
 
 # %% ../nbs/09_study.ipynb #c018
+def prune_stage(
+    full,                     # `FinetuneResult` of full fine-tuning (its model holds the last epoch)
+    dev,                      # tokenized dev split
+    langs,                    # languages to find subnetworks for
+    out:Path,                 # the stage folder
+) -> dict[str, torch.Tensor]:
+    "Per-language masks by iterative pruning (Eq. 1), computed once per fully fine-tuned model."
+    f = Path(out)/'subnetworks.json'
+    if f.exists(): return load_subnetworks(f, full.model)[0]
+    masks, traj = find_subnetworks(full.model, dev, langs=langs)
+    save_subnetworks(f, masks, traj, checkpoint=str(full.checkpoints[-1]))
+    return masks
+
+# %% ../nbs/09_study.ipynb #c020
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='modtrace', description="Language-specialized subnetworks, SFT and TracIn.")
     sub = p.add_subparsers(dest='command', required=True)
-    s = sub.add_parser('study', help='run the study on one task (fine-tuning, SFT; later stages as they land)')
+    s = sub.add_parser('study', help='run the study on one task (full fine-tuning, pruning, SFT; later stages as they land)')
     s.add_argument('--task', default='demo', help='xnli | pawsx | marc | demo | demo_single (default: demo)')
     s.add_argument('--model', default=None, help="hub name or local folder (default: the task's)")
     s.add_argument('--data', default=None, help='local data folder in the hub schema (default: the hub; demo: generated)')
     s.add_argument('--out', default='runs', help='run folder (default: runs/)')
     s.add_argument('--scale', type=float, default=1.0, help="data size relative to the paper's (demo: the generator's)")
     s.add_argument('--seed', type=int, default=0)
-    s.add_argument('--masks', default=None, help='mask file (JSON, modtrace.model.save_masks) for SFT; default: random masks')
+    s.add_argument('--masks', default=None, help="SFT masks: default pruned per language; 'random'; or a mask file (JSON, modtrace.model.save_masks)")
     s.add_argument('--keep', type=float, default=0.75, help='fraction of heads kept by random masks')
     s.add_argument('--epochs', type=int, default=None)
     s.add_argument('--lr', type=float, default=None)
@@ -147,10 +169,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--no-progress', action='store_true', help='no progress bars')
     return p
 
-# %% ../nbs/09_study.ipynb #c019
+# %% ../nbs/09_study.ipynb #c021
 def main(argv=None):
     "Entry point of the `modtrace` command."
     a = _parser().parse_args(argv)
+    transformers.logging.set_verbosity_error()   # the load report of a classifier made from an MLM is expected noise
     try:
         run_study(task=a.task, model=a.model, data=a.data, out=a.out, scale=a.scale, seed=a.seed, masks=a.masks,
                   keep=a.keep, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, max_length=a.max_length,
