@@ -36,6 +36,9 @@ class TaskSpec:
     default_model: object = 'xlm-roberta-base'  # hub name / folder, or callable(seed=0) -> local model folder (demo)
     optional_fields: tuple = ()  # text fields that may be missing or empty (MARC's review_title)
     pair: bool|None = None     # sentence-pair task? None: pair iff exactly two fields and none optional
+    tracin_epochs: tuple|None = None  # epoch checkpoints TracIn sums over (Eq. 2); None: every epoch
+    focus_lang: str|None = None       # the test language of Fig. 3 (random and suboptimal masks); None: the first
+    relatedness: object = None        # callable(seed=0) -> lang x lang DataFrame of known relatedness (demo), or None
 
     @property
     def is_pair(self) -> bool:
@@ -123,7 +126,7 @@ def _marc_from_hub(df, lang, split):
 register_task(TaskSpec('xnli', ('en','fr','de','ru','es'), ('premise','hypothesis'), 'label', (0,1,2), 2e-5, 4, True,
                        hub=HubSource('facebook/xnli', adapt=_xnli_from_hub)))
 register_task(TaskSpec('pawsx', ('en','fr','de','ko','es'), ('sentence1','sentence2'), 'label', (0,1), 9e-6, 5, True,
-                       hub=HubSource('google-research-datasets/paws-x')))
+                       hub=HubSource('google-research-datasets/paws-x'), focus_lang='de'))
 register_task(TaskSpec('marc', ('zh','en','fr','de','es'), ('review_title','review_body'), 'stars', (1,2,3,4,5), 2e-5, 5,
                        False, hub=HubSource('mteb/amazon_reviews_multi', adapt=_marc_from_hub),
                        optional_fields=('review_title',)));

@@ -17,9 +17,10 @@ from .data import TaskSpec, register_task
 
 # %% auto #0
 __all__ = ['DEMO_VERSION', 'BUILDS', 'DEMO_LANGS', 'PATTERNS', 'CONCEPTS', 'WORD_ORDER', 'DEMO_SIZES', 'SPECIAL_TOKENS',
-           'MODEL_DEFAULTS', 'DEMO_LR', 'DEMO_EPOCHS', 'cache_dir', 'atomic_build', 'planted_relatedness', 'lexicon',
-           'clause_concepts', 'render', 'sentiment_item', 'sentiment_label', 'demo_sizes', 'demo_data', 'vocabularies',
-           'realised_relatedness', 'train_tokenizer', 'demo_corpus', 'pretrain_mlm', 'demo_model']
+           'MODEL_DEFAULTS', 'DEMO_LR', 'DEMO_EPOCHS', 'DEMO_TRACIN_EPOCHS', 'cache_dir', 'atomic_build',
+           'planted_relatedness', 'lexicon', 'clause_concepts', 'render', 'sentiment_item', 'sentiment_label',
+           'demo_sizes', 'demo_data', 'vocabularies', 'realised_relatedness', 'train_tokenizer', 'demo_corpus',
+           'pretrain_mlm', 'demo_model']
 
 # %% ../nbs/01_demo.ipynb #c008
 DEMO_VERSION = 1  # bump when the generator changes: old caches are then simply not found
@@ -370,7 +371,10 @@ def demo_model(
 
 # %% ../nbs/01_demo.ipynb #c061
 DEMO_LR, DEMO_EPOCHS = 1e-3, 10
+DEMO_TRACIN_EPOCHS = (2, 4, 6, 8, 10)  # every second checkpoint: the paper's 5 checkpoints, not epoch 1 (at chance)
 register_task(TaskSpec('demo', DEMO_LANGS, ('sentence1', 'sentence2'), 'label', (0, 1), DEMO_LR, DEMO_EPOCHS, True,
-                       make_data=demo_data, default_model=demo_model))
+                       make_data=demo_data, default_model=demo_model, tracin_epochs=DEMO_TRACIN_EPOCHS,
+                       relatedness=planted_relatedness))
 register_task(TaskSpec('demo_single', DEMO_LANGS, ('text',), 'label', (0, 1), DEMO_LR, DEMO_EPOCHS, False,
-                       make_data=demo_data, default_model=demo_model));
+                       make_data=demo_data, default_model=demo_model, tracin_epochs=DEMO_TRACIN_EPOCHS,
+                       relatedness=planted_relatedness));

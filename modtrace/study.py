@@ -4,18 +4,25 @@
 
 # %% ../nbs/10_study.ipynb #c002
 from __future__ import annotations
-import argparse, hashlib, json, sys, time
+import argparse, hashlib, json, os, sys, time
+from dataclasses import dataclass, field
 from pathlib import Path
 import datasets, pandas as pd, transformers
 import torch
 from .data import get_task, load_splits, tokenize
-from .model import load_classifier, load_tokenizer, model_shape, random_mask, save_masks, load_masks
+from .model import load_classifier, load_tokenizer, model_shape, random_mask, save_masks, load_masks, shuffle_mask
 from .finetune import finetune
-from .subnetworks import find_subnetworks, save_subnetworks, load_subnetworks, heads_disabled, mask_figures
+from .subnetworks import (find_subnetworks, save_subnetworks, load_subnetworks, heads_disabled, mask_figures,
+                                  random_masks, mask_union, mask_intersection, mask_similarity, shared_heads, save_figure)
+from .store import sketch_checkpoints
+from .influence import influence
+from .aggregate import example_shares, contributions, delta, specialization, correlation, relatedness_agreement
+from .figures import plot_contributions, plot_correlation, plot_layer_correlation, plot_specialization_curves
 
 # %% auto #0
-__all__ = ['PAPER_SIZES', 'fingerprint', 'stage_dir', 'study_masks', 'study_splits', 'data_fingerprint', 'run_study',
-           'prune_stage', 'main']
+__all__ = ['PAPER_SIZES', 'SKETCH', 'TITLES', 'fingerprint', 'stage_dir', 'study_masks', 'study_splits', 'data_fingerprint',
+           'prune_stage', 'sketch_stage', 'influence_stage', 'study_variants', 'default_choices', 'study_results',
+           'plot_result', 'write_results', 'Study', 'run_study', 'analysis_template', 'main']
 
 # %% ../nbs/10_study.ipynb #c005
 def fingerprint(**inputs) -> str:
@@ -75,6 +82,236 @@ def data_fingerprint(splits) -> str:
                           for k, ds in splits.items()})
 
 # %% ../nbs/10_study.ipynb #c015
+def prune_stage(
+    full,                     # `FinetuneResult` of full fine-tuning (its model holds the last epoch)
+    dev,                      # tokenized dev split
+    langs,                    # languages to find subnetworks for
+    out:Path,                 # the stage folder
+) -> dict[str, torch.Tensor]:
+    "Per-language masks by iterative pruning (Eq. 1), computed once per fully fine-tuned model."
+    f = Path(out)/'subnetworks.json'
+    if f.exists(): return load_subnetworks(f, full.model)[0]
+    masks, traj = find_subnetworks(full.model, dev, langs=langs)
+    save_subnetworks(f, masks, traj, checkpoint=str(full.checkpoints[-1]))
+    return masks
+
+# %% ../nbs/10_study.ipynb #c017
+SKETCH = dict(d=256, seed=0, dtype='float16', layers=None)  # the study's sketch settings (SPEC section 5)
+
+def _key(ds) -> list: return [f"{l}/{i}" for l, i in zip(ds['lang'], ds['id'])]
+
+def sketch_stage(
+    run:Path,                 # the run folder
+    ft,                       # `FinetuneResult` whose checkpoints are sketched
+    arch,                     # a classifier of the run's architecture (its weights are replaced)
+    ds,                       # tokenized examples to sketch
+    xi=None,                  # None | (L, H) mask gating every example's forward pass
+    epochs=None,              # epoch checkpoints (1-based); None: all
+    progress:bool=True,
+    **sketch,                 # overrides of `SKETCH`
+) -> list:
+    "One `SketchStore` per checkpoint θ_e of `ft` for `ds` under mask ξ, cached and resumable."
+    sk = {**SKETCH, **sketch}
+    epochs = list(epochs or range(1, len(ft.checkpoints) + 1))
+    out = stage_dir(run, 'sketch', ft=ft.out_dir.name, xi=xi, examples=_key(ds), epochs=epochs, **sk)
+    cks = [ft.checkpoints[e - 1] for e in epochs]
+    return sketch_checkpoints(arch, ds, cks, out, xi=xi, progress=progress, model_name=ft.out_dir.name, batch_size=64, **sk)
+
+# %% ../nbs/10_study.ipynb #c019
+def influence_stage(
+    run:Path,                 # the run folder
+    test:list, train:list,    # stores per checkpoint (`sketch_stage`), same checkpoints
+    m:int=100,                # top-m (Sec. 4.3)
+    norm:str='cos',           # 'cos' (Eq. 2) | 'dot' | 'train'
+) -> pd.DataFrame:
+    "Training-language shares of each test example's top-m sets, summed over checkpoints and per checkpoint."
+    out = stage_dir(run, 'influence', test=test[0].path.parent.name, train=train[0].path.parent.name, m=m, norm=norm)
+    f = out/'shares.csv'
+    if f.exists(): return pd.read_csv(f, dtype={'epoch': str})
+    correct = test[-1].meta['correct'].to_numpy()
+    runs = [('sum', test, train)] + [(str(t.header['checkpoint'].get('epoch')), [t], [r]) for t, r in zip(test, train)]
+    frames = []
+    for epoch, te, tr in runs:
+        inf = influence(te, tr, m=m, norm=norm, progress=False)
+        for which in ('pos', 'neg'):
+            s = example_shares(inf, which)
+            s['correct'] = correct
+            frames.append(s.assign(epoch=epoch, which=which))
+    df = pd.concat(frames, ignore_index=True)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(f.with_suffix('.tmp'), index=False); os.replace(f.with_suffix('.tmp'), f)
+    return df
+
+# %% ../nbs/10_study.ipynb #c021
+def study_variants(
+    langs:list,               # the task's languages
+    xi:dict,                  # {lang: (L, H)} the subnetworks (SFT masks)
+    rxi:dict,                 # {lang: (L, H)} the random-SFT masks
+    focus:str,                # Fig. 3's test language
+    suboptimal:list,          # languages whose masks are tried on `focus` (Fig. 3)
+    compose:list,             # language pairs composed at test time (Fig. 19)
+    seeds=(0, 1, 2),          # random-mask seeds (Fig. 3)
+) -> list[dict]:
+    "Every (name, run, mask, test languages) the study sketches and scores."
+    v = [dict(name='full', run='full', xi=None, test=list(langs))]
+    v += [dict(name=f'full/{l}', run='full', xi=xi[l], test=[l]) for l in langs]
+    v += [dict(name=f'full/random-{s}', run='full', xi=r, test=[focus]) for s, r in random_masks(xi[focus], seeds).items()]
+    v += [dict(name=f'full/mask-{k}', run='full', xi=xi[k], test=[focus]) for k in suboptimal]
+    v += [dict(name=f'sft/{l}', run='sft', xi=xi[l], test=[l]) for l in langs]
+    for a, b in compose:
+        v += [dict(name=f'sft/{a}&{b}', run='sft', xi=mask_intersection(xi[a], xi[b]), test=[a, b]),
+              dict(name=f'sft/{a}|{b}', run='sft', xi=mask_union(xi[a], xi[b]), test=[a, b])]
+    v += [dict(name=f'rsft/{l}', run='rsft', xi=rxi[l], test=[l]) for l in langs]
+    return v
+
+# %% ../nbs/10_study.ipynb #c024
+def default_choices(xi:dict, focus:str|None=None) -> tuple[str, list, list]:
+    "(focus language, suboptimal mask languages, pairs to compose) from the masks' similarity."
+    langs = list(xi)
+    focus = focus or langs[0]
+    if focus not in xi: raise ValueError(f"The focus language {focus!r} is not one of the task's languages {langs}.")
+    sim = mask_similarity(xi)
+    other = sim[(sim.lang_a == focus) & (sim.lang_b != focus)].sort_values('cosine', kind='stable')
+    sub = list(dict.fromkeys([other.lang_b.iloc[-1], other.lang_b.iloc[0]]))
+    pairs = sim[sim.lang_a < sim.lang_b].sort_values('cosine', ascending=False, kind='stable')
+    return focus, sub, [(pairs.lang_a.iloc[0], pairs.lang_b.iloc[0])]
+
+# %% ../nbs/10_study.ipynb #c027
+def _pick(shares:pd.DataFrame, variant:str, which:str='pos', epoch:str='sum') -> pd.DataFrame:
+    "One variant's shares for one ranking ('pos' | 'neg') and checkpoint label."
+    s = shares[(shares.variant == variant) & (shares.which == which) & (shares.epoch == epoch)]
+    if s.empty: raise ValueError(f"No shares for variant {variant!r} ({which}, epoch {epoch}).")
+    return s
+
+def _deltas(shares, names:dict, which, langs, **kw) -> pd.DataFrame:
+    "Δ (pp) of each variant against the full model on the variant's own test languages; `names` = {label: variant}."
+    base = _pick(shares, 'full', which)
+    return pd.concat([delta(_pick(shares, v, which), base, langs=langs, **kw).assign(variant=k) for k, v in names.items()],
+                     ignore_index=True)
+
+# %% ../nbs/10_study.ipynb #c028
+def _per_checkpoint(shares, runs:dict, langs, **kw) -> pd.DataFrame:
+    "Fig. 16-18: specialization of each language's subnetwork at each checkpoint, per fine-tuning run."
+    rows = []
+    for label, run in runs.items():
+        for l in langs:
+            s = shares[(shares.variant == f'{run}/{l}') & (shares.which == 'pos') & (shares.epoch != 'sum')]
+            for e, g in s.groupby('epoch', sort=False):
+                rows.append(specialization(contributions(g, langs=langs, **kw)).assign(model=label, epoch=int(e)))
+    return pd.concat(rows, ignore_index=True)
+
+def _spec_vs_accuracy(fig16:pd.DataFrame, acc:dict) -> pd.DataFrame:
+    "Fig. 7: SFT subnetworks' specialization against their test accuracy, every language and checkpoint."
+    d = fig16[fig16.model == 'SFT'].copy()
+    d['accuracy'] = [100 * acc['SFT'][e - 1]['test'][l] for e, l in zip(d.epoch, d.test_lang)]
+    return d.rename(columns={'value': 'specialization'})
+
+# %% ../nbs/10_study.ipynb #c029
+def _mask_vs_influence(xi:dict, pos:pd.DataFrame, neg:pd.DataFrame) -> dict[str, pd.DataFrame]:
+    "Fig. 8 (right), 9, 15: mask similarity and overlap against cross-language influence after SFT."
+    val = lambda df: df.set_index(['test_lang', 'train_lang'])['value']
+    p, n = val(pos), val(neg)
+    sim, ov = mask_similarity(xi), shared_heads(xi)
+    pair = lambda df: df[df.lang_a != df.lang_b].rename(columns={'lang_a': 'test_lang', 'lang_b': 'train_lang'})
+    fig8 = pair(sim).assign(positive=lambda d: [p[t, k] for t, k in zip(d.test_lang, d.train_lang)])
+    fig15 = pair(ov).assign(overlap=lambda d: 100 * d['share'],
+                            positive=lambda d: [p[t, k] for t, k in zip(d.test_lang, d.train_lang)],
+                            negative=lambda d: [n[t, k] for t, k in zip(d.test_lang, d.train_lang)])
+    lay = pair(mask_similarity(xi, per_layer=True))
+    fig9 = pd.DataFrame([{'layer': l, **correlation(g['cosine'], [p[t, k] for t, k in zip(g.test_lang, g.train_lang)])}
+                         for l, g in lay.groupby('layer')])
+    return {'fig8_similarity_vs_influence': fig8, 'fig9_layer_correlation': fig9, 'fig15_overlap_vs_influence': fig15}
+
+# %% ../nbs/10_study.ipynb #c030
+def study_results(
+    shares:pd.DataFrame,      # every variant's shares (`influence_stage` + a `variant` column)
+    acc:dict,                 # {'full FT'|'SFT'|'random SFT': results['epochs'] of that run}
+    xi:dict,                  # the subnetworks
+    focus:str, suboptimal:list, compose:list,  # as in `study_variants`
+    relatedness:pd.DataFrame|None=None,        # a known relatedness matrix (demo): compared with Fig. 10
+    n_boot:int=1000, seed:int=0,
+) -> dict[str, pd.DataFrame]:
+    "Every result of SPEC section 7 as a tidy table, keyed by its file stem."
+    langs, kw = list(xi), dict(n_boot=n_boot, seed=seed)
+    own = lambda run: {l: f'{run}/{l}' for l in langs}
+    r = {}
+    for which, name in (('pos', 'positive'), ('neg', 'negative')):
+        r[f'fig10_full_{name}'] = contributions(_pick(shares, 'full', which), langs=langs, **kw)
+        r[f'fig2_subnetworks_delta_{name}'] = _deltas(shares, own('full'), which, langs, **kw)
+        r[f'fig4_sft_delta_{name}'] = _deltas(shares, own('sft'), which, langs, **kw)
+        r[f'fig5_sft_{name}'] = pd.concat([contributions(_pick(shares, f'sft/{l}', which), langs=langs, **kw) for l in langs])
+        r[f'fig6_random_sft_delta_{name}'] = _deltas(shares, own('rsft'), which, langs, **kw)
+    fig3 = {f'own mask': f'full/{focus}', **{f'random seed {s}': f'full/random-{s}' for s in (0, 1, 2)},
+            **{f'mask of {k}': f'full/mask-{k}' for k in suboptimal}}
+    r[f'fig3_{focus}_random_suboptimal_delta_positive'] = _deltas(shares, fig3, 'pos', langs, **kw)
+    comp = {f'{a} {op} {b}': f'sft/{a}{c}{b}' for a, b in compose for op, c in (('∩', '&'), ('∪', '|'))}
+    r['fig19_composed_delta_positive'] = _deltas(shares, comp, 'pos', langs, **kw)
+    r['table2_accuracy'] = pd.DataFrame({k: {l: 100 * v[-1]['test'][l] for l in [*langs, 'all']} for k, v in acc.items()}
+                                        ).rename_axis('lang').reset_index()
+    r['fig16_specialization_per_checkpoint'] = _per_checkpoint(shares, {'full FT': 'full', 'SFT': 'sft', 'random SFT': 'rsft'}, langs, **kw)
+    r['fig7_specialization_vs_accuracy'] = _spec_vs_accuracy(r['fig16_specialization_per_checkpoint'], acc)
+    r.update(_mask_vs_influence(xi, r['fig5_sft_positive'], r['fig5_sft_negative']))
+    if relatedness is not None:
+        pairs, stats = relatedness_agreement(_pick(shares, 'full', 'pos'), relatedness.loc[langs, langs], **kw)
+        r['relatedness_vs_influence'] = pairs
+        r['relatedness_vs_influence_stats'] = stats.to_frame().T
+    return r
+
+# %% ../nbs/10_study.ipynb #c032
+TITLES = {
+    'fig10_full': 'Full model: training-language share of the top-{m} {which} set (%)',
+    'fig2_subnetworks_delta': "Own subnetwork at test time vs full model, after full FT (Δ pp, {which})",
+    'fig3_': "Test language {focus}: random and suboptimal masks vs full model (Δ pp, positive)",
+    'fig4_sft_delta': 'After SFT: own subnetwork vs full model (Δ pp, {which})',
+    'fig5_sft': 'After SFT: training-language share of the top-{m} {which} set (%)',
+    'fig6_random_sft_delta': 'After SFT with random masks vs full model (Δ pp, {which})',
+    'fig19_composed': 'Composed masks at test time (SFT) vs full model (Δ pp, positive)',
+}
+
+def _title(name:str, **kw) -> str:
+    which = 'negative' if name.endswith('negative') else 'positive'
+    return next((t for k, t in TITLES.items() if name.startswith(k)), name).format(which=which, **kw)
+
+# %% ../nbs/10_study.ipynb #c033
+def plot_result(
+    name:str,                 # a key of `study_results`
+    results:dict,             # `study_results`
+    path=None,                # file stem to write .png/.svg/.csv, or None
+    m:int=100, focus:str='',  # for the titles
+):
+    "Draw (and write) one result of the study in the paper's form; tables come back as DataFrames."
+    import matplotlib.pyplot as plt
+    df, t = results[name], _title(name, m=m, focus=focus)
+    if name.startswith(('fig10', 'fig5')): return plot_contributions(df, path, title=t)
+    if name.startswith(('fig2_', 'fig4', 'fig6')): return plot_contributions(df, path, title=t, delta=True)
+    if name.startswith('fig3_'): return plot_contributions(df, path, title=t, delta=True, rows='variant')
+    if name.startswith('fig19'):
+        return plot_contributions(df.assign(row=df.variant + ' · test ' + df.test_lang), path, title=t, delta=True, rows='row')
+    if name.startswith('fig7'): return plot_correlation(df, 'specialization', 'accuracy', path, hue='test_lang',
+                                                        title='SFT: specialization vs accuracy (languages × checkpoints)')
+    if name.startswith('fig8'): return plot_correlation(df, 'cosine', 'positive', path, hue='test_lang',
+                                                        title='Mask cosine similarity vs positive influence (SFT, %)')
+    if name.startswith('fig9'): return plot_layer_correlation(df, path)
+    if name.startswith('fig15'):
+        fig, axs = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, col in zip(axs, ('positive', 'negative')):
+            plot_correlation(df, 'overlap', col, hue='test_lang', ax=ax, title=f'Head overlap (%) vs {col} influence (SFT, %)')
+        fig.tight_layout(); plt.close(fig)
+        return save_figure(fig, df, path)
+    if name.startswith('fig16'): return plot_specialization_curves(df, path)
+    if name == 'relatedness_vs_influence':
+        return plot_correlation(df, 'relatedness', 'influence', path, title='Planted relatedness vs cross-language influence (full model)',
+                                stats=results['relatedness_vs_influence_stats'].iloc[0])
+    if path is not None: df.to_csv(Path(path).with_suffix('.csv'), index=False)  # tables: Table 2, statistics
+    return df
+
+def write_results(results:dict, out, **kw) -> list[Path]:
+    "Every result under `out`, named after the paper's item: .csv always, .png and .svg for figures."
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    for name in results: plot_result(name, results, out/name, **kw)
+    return sorted(out/f"{n}.csv" for n in results)
+
+# %% ../nbs/10_study.ipynb #c035
 def _model_path(spec, model, seed):
     "The encoder to start from: given, or the task's default (the demo builds its own)."
     m = model if model is not None else spec.default_model
@@ -82,7 +319,52 @@ def _model_path(spec, model, seed):
 
 def _fmt(df:pd.DataFrame) -> str: return (df * 100).round(1).to_string()
 
-# %% ../nbs/10_study.ipynb #c016
+@dataclass
+class Study:
+    "A finished study: its run folder, accuracy, masks and every result (tidy tables keyed by file stem)."
+    run: Path
+    accuracy: pd.DataFrame
+    masks: dict
+    results: dict = field(repr=False)
+    figures: Path = None
+    notebook: Path|None = None
+    docs: Path|None = None
+    settings: dict = field(default_factory=dict)
+    def plot(self, name:str): return plot_result(name, self.results, m=self.settings.get('m', 100), focus=self.settings.get('focus', ''))
+
+# %% ../nbs/10_study.ipynb #c036
+def _train(task, run, path, tok, tsplits, hp, ft, masks, keep, seed, log, t0):
+    "Stages 1-3: full fine-tuning, pruning (or given masks), SFT and random SFT."
+    full = finetune(load_classifier(path, seed=seed), tok, tsplits, stage_dir(run, 'full', **hp), **ft)
+    log(f"[{task}] full fine-tuning done ({time.time() - t0:.0f} s): {full.out_dir}")
+    langs = list(dict.fromkeys(tsplits['train']['lang']))
+    if masks is None:
+        xi = prune_stage(full, tsplits['dev'], langs, stage_dir(run, 'prune', **hp))
+        log(f"[{task}] pruning done ({time.time() - t0:.0f} s); heads disabled per language (Table 1):\n"
+            f"{heads_disabled(xi).set_index('lang').to_string()}")
+    else: xi = study_masks(langs, model_shape(full.model), None if masks == 'random' else masks, keep, seed)
+    save_masks(run/'masks.json', xi, model=str(path), source='pruned' if masks is None else
+               f'random (keep {keep}, seed {seed})' if masks == 'random' else str(masks))
+    sft = finetune(load_classifier(path, seed=seed), tok, tsplits, stage_dir(run, 'sft', **hp, masks=xi), masks=xi, **ft)
+    log(f"[{task}] sparse fine-tuning done ({time.time() - t0:.0f} s): {sft.out_dir}")
+    rxi = {l: shuffle_mask(xi[l], seed=seed + i) for i, l in enumerate(langs)}
+    rsft = finetune(load_classifier(path, seed=seed), tok, tsplits, stage_dir(run, 'rsft', **hp, masks=rxi), masks=rxi, **ft)
+    log(f"[{task}] SFT with random masks done ({time.time() - t0:.0f} s): {rsft.out_dir}")
+    return {'full': full, 'sft': sft, 'rsft': rsft}, xi, rxi
+
+# %% ../nbs/10_study.ipynb #c037
+def _trace(run, runs, arch, tsplits, variants, epochs, m, norm, progress, log, t0) -> pd.DataFrame:
+    "Stages 4-5: sketch every variant at the TracIn checkpoints and score it; all shares in one table."
+    train, test, frames = tsplits['train'], tsplits['test'], []
+    for i, v in enumerate(variants):
+        rows = [j for j, l in enumerate(test['lang']) if l in v['test']]
+        tr = sketch_stage(run, runs[v['run']], arch, train, v['xi'], epochs, progress)
+        te = sketch_stage(run, runs[v['run']], arch, test.select(rows), v['xi'], epochs, progress)
+        frames.append(influence_stage(run, te, tr, m, norm).assign(variant=v['name']))
+        log(f"[{run.name}] influence {i + 1}/{len(variants)} {v['name']} ({time.time() - t0:.0f} s)")
+    return pd.concat(frames, ignore_index=True)
+
+# %% ../nbs/10_study.ipynb #c038
 def run_study(
     task:str='demo',          # xnli | pawsx | marc | demo | demo_single
     model:str|None=None,      # hub name or folder; None: the task's default (xlm-roberta-base; the demo model)
@@ -97,12 +379,24 @@ def run_study(
     batch_size:int=32,
     max_length:int=128,
     split_files:dict|None=None,
+    tracin_epochs:list|None=None,  # checkpoints TracIn sums over; default: the task's (every epoch)
+    m:int=100,                # top-m (Sec. 4.3)
+    norm:str='cos',           # TracIn normalisation: 'cos' (Eq. 2) | 'dot' | 'train'
+    focus:str|None=None,      # Fig. 3's test language; default: the task's (pawsx: de)
+    suboptimal:list|None=None,  # Fig. 3's suboptimal masks; default: most and least similar to the focus's
+    compose:list|None=None,   # Fig. 19's pairs, e.g. [('es', 'fr')]; default: the two most similar masks
+    n_boot:int=1000,          # bootstrap resamples per CI
+    report:bool=True,         # also execute the analysis notebook and build the docs site
     progress:bool=True,
     log=print,
-) -> pd.DataFrame:
-    "Fine-tune fully and sparsely (SFT) on `task`; accuracy per language, stage by stage cached under OUT/TASK."
+) -> Study:
+    "The whole study on `task`, stage by stage cached under OUT/TASK; every result of the paper."
     spec, run, t0 = get_task(task), Path(out)/task, time.time()
+    if model is not None and Path(model).exists(): model = str(Path(model).resolve())  # one name per folder, wherever run from
+    if masks not in (None, "random"): masks = str(Path(masks).resolve())
     splits = study_splits(task, data, scale, seed, split_files)
+    if 2 * m > len(splits['train']):
+        raise ValueError(f"top-m = {m} needs at least {2 * m} training examples, the study has {len(splits['train'])}: lower --top-m or raise --scale.")
     if not progress: datasets.disable_progress_bars()
     path = _model_path(spec, model, seed)
     log(f"[{task}] model ready ({time.time() - t0:.0f} s): {path}")
@@ -113,46 +407,92 @@ def run_study(
               lr=lr or spec.lr, epochs=epochs or spec.epochs, batch_size=batch_size)
     ft = dict(lr=hp['lr'], epochs=hp['epochs'], batch_size=batch_size, seed=seed, progress=progress)
     log(f"[{task}] {len(splits['train'])} train / {len(splits['dev'])} dev / {len(splits['test'])} test examples")
-    full = finetune(load_classifier(path, seed=seed), tok, tsplits, stage_dir(run, 'full', **hp), **ft)
-    log(f"[{task}] full fine-tuning done ({time.time() - t0:.0f} s): {full.out_dir}")
-    langs = list(dict.fromkeys(splits['train']['lang']))
-    if masks is None:
-        xi = prune_stage(full, tsplits['dev'], langs, stage_dir(run, 'prune', **hp))
-        log(f"[{task}] pruning done ({time.time() - t0:.0f} s); heads disabled per language (Table 1):\n"
-            f"{heads_disabled(xi).set_index('lang').to_string()}")
-        mask_figures(xi, run/'figures')
-    else:
-        xi = study_masks(langs, model_shape(full.model), None if masks == 'random' else masks, keep, seed)
-    save_masks(run/'masks.json', xi, model=str(path), source='pruned' if masks is None else
-               f'random (keep {keep}, seed {seed})' if masks == 'random' else str(masks))
-    sft = finetune(load_classifier(path, seed=seed), tok, tsplits, stage_dir(run, 'sft', **hp, masks=xi), masks=xi, **ft)
-    log(f"[{task}] sparse fine-tuning done ({time.time() - t0:.0f} s): {sft.out_dir}")
-    table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev')
-                          for how, r in (('full', full), ('sft', sft))})
+    runs, xi, rxi = _train(task, run, path, tok, tsplits, hp, ft, masks, keep, seed, log, t0)
+    ep = _tracin_epochs(tracin_epochs or spec.tracin_epochs, hp['epochs'])
+    focus, sub, comp = _choices(xi, focus or spec.focus_lang, suboptimal, compose)
+    variants = study_variants(list(xi), xi, rxi, focus, sub, comp)
+    log(f"[{task}] TracIn over checkpoints {ep}: {len(variants)} variants, top-m = {m}")
+    shares = _trace(run, runs, load_classifier(path, seed=seed), tsplits, variants, ep, m, norm, progress, log, t0)
+    acc = {k: runs[r].results['epochs'] for k, r in (('full FT', 'full'), ('SFT', 'sft'), ('random SFT', 'rsft'))}
+    rel = spec.relatedness(seed) if spec.relatedness else None
+    res = study_results(shares, acc, xi, focus, sub, comp, rel, n_boot=n_boot, seed=seed)
+    table = _accuracy(runs, run)
+    settings = dict(task=task, tracin_epochs=ep, m=m, norm=norm, focus=focus, suboptimal=sub, compose=comp)
+    st = Study(run, table, xi, res, run/'figures', settings=settings)
+    mask_figures(xi, st.figures); write_results(res, st.figures, m=m, focus=focus)
+    (run/'study.json').write_text(json.dumps({**settings, 'model': str(path), 'stages': sorted(p.name for p in run.iterdir() if p.is_dir())}, indent=1))
+    log(f"[{task}] results and figures ({time.time() - t0:.0f} s) -> {st.figures}\n"
+        f"accuracy (%) per language, full fine-tuning vs SFT vs random SFT (Table 2):\n{_fmt(table)}")
+    if 'relatedness_vs_influence_stats' in res: log(f"[{task}] planted relatedness vs measured influence:\n{res['relatedness_vs_influence_stats'].round(3).to_string(index=False)}")
+    opts = dict(masks=masks, keep=keep, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
+                split_files=split_files, tracin_epochs=ep, m=m, norm=norm, focus=focus, suboptimal=sub,
+                compose=[list(p) for p in comp], n_boot=n_boot)
+    if report: _report(st, dict(task=task, model=model or '', data=str(Path(data).resolve()) if data else '',
+                                out=str(Path(out).resolve()), scale=scale, seed=seed, options=opts), log, t0)
+    return st
+
+# %% ../nbs/10_study.ipynb #c039
+def _tracin_epochs(epochs, n:int) -> list[int]:
+    "The checkpoints TracIn sums over: given, or every epoch; checked against the run's `n` epochs."
+    ep = sorted(set(int(e) for e in epochs)) if epochs else list(range(1, n + 1))
+    bad = [e for e in ep if not 1 <= e <= n]
+    if bad: raise ValueError(f"TracIn epochs {bad} are not checkpoints of a {n}-epoch run (1..{n}).")
+    return ep
+
+def _choices(xi, focus, suboptimal, compose):
+    "Fig. 3 and Fig. 19's languages: given, or chosen from the masks' similarity (`default_choices`)."
+    f, sub, comp = default_choices(xi, focus)
+    sub, comp = list(suboptimal or sub), [tuple(p) for p in (compose or comp)]
+    unknown = [l for l in [*sub, *(l for p in comp for l in p)] if l not in xi]
+    if unknown: raise ValueError(f"Unknown language(s) {unknown} in suboptimal/compose; the task has {list(xi)}.")
+    return f, sub, comp
+
+# %% ../nbs/10_study.ipynb #c041
+def _accuracy(runs:dict, run:Path) -> pd.DataFrame:
+    "Test and dev accuracy per language of the three fine-tuning runs (RUN/accuracy.csv)."
+    table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev') for how, r in runs.items()})
     table.index.name = 'lang'
     table.to_csv(run/'accuracy.csv')
-    log(f"[{task}] accuracy (%) per language, full fine-tuning vs SFT (Table 2):\n{_fmt(table)}\n-> {run/'accuracy.csv'}")
     return table
 
-# %% ../nbs/10_study.ipynb #c018
-def prune_stage(
-    full,                     # `FinetuneResult` of full fine-tuning (its model holds the last epoch)
-    dev,                      # tokenized dev split
-    langs,                    # languages to find subnetworks for
-    out:Path,                 # the stage folder
-) -> dict[str, torch.Tensor]:
-    "Per-language masks by iterative pruning (Eq. 1), computed once per fully fine-tuned model."
-    f = Path(out)/'subnetworks.json'
-    if f.exists(): return load_subnetworks(f, full.model)[0]
-    masks, traj = find_subnetworks(full.model, dev, langs=langs)
-    save_subnetworks(f, masks, traj, checkpoint=str(full.checkpoints[-1]))
-    return masks
+# %% ../nbs/10_study.ipynb #c043
+def analysis_template() -> Path:
+    "The parameterised analysis notebook papermill executes (in the source checkout: nbs/analysis/study.ipynb)."
+    f = Path(__file__).resolve().parents[1]/'nbs'/'analysis'/'study.ipynb'
+    if not f.exists(): raise FileNotFoundError(f"{f} not found: the report needs modtrace installed from its source checkout (pip install -e .).")
+    return f
 
-# %% ../nbs/10_study.ipynb #c020
+def _files_hash(files) -> str: return fingerprint(**{str(f): hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files})
+
+# %% ../nbs/10_study.ipynb #c044
+def _report(st:Study, params:dict, log, t0):
+    "Stage 7: the executed analysis notebook and the docs site, each redone only when its inputs changed."
+    import papermill as pm
+    from modtrace.docs import build_docs
+    nb, tpl = st.run/'notebooks'/'study.ipynb', analysis_template()
+    key = fingerprint(params=params, template=_files_hash([tpl]), results=_files_hash(sorted(st.figures.glob('*.csv'))))
+    stamp = nb.parent/'.inputs'
+    if not (nb.exists() and stamp.exists() and stamp.read_text() == key):
+        nb.parent.mkdir(parents=True, exist_ok=True)
+        pm.execute_notebook(str(tpl), str(nb.with_suffix('.tmp.ipynb')), parameters=params, progress_bar=False,
+                            cwd=str(nb.parent), kernel_name='python3')
+        os.replace(nb.with_suffix('.tmp.ipynb'), nb); stamp.write_text(key)
+    st.notebook = nb
+    log(f"[{st.run.name}] analysis notebook executed ({time.time() - t0:.0f} s) -> {nb}")
+    docs_key = fingerprint(nb=_files_hash([nb]), nbs=_files_hash(sorted(tpl.parents[1].glob('*.ipynb'))))
+    dstamp = st.run/'docs'/'.inputs'
+    if not (dstamp.exists() and dstamp.read_text() == docs_key):
+        build_docs(st.run/'docs', pages={'study': nb})
+        dstamp.write_text(docs_key)
+    st.docs = st.run/'docs'/'index.html'
+    log(f"[{st.run.name}] done in {time.time() - t0:.0f} s.\n  executed notebook: {nb}\n  figures and tables: {st.figures}\n"
+        f"  docs site: {st.docs}")
+
+# %% ../nbs/10_study.ipynb #c046
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='modtrace', description="Language-specialized subnetworks, SFT and TracIn.")
     sub = p.add_subparsers(dest='command', required=True)
-    s = sub.add_parser('study', help='run the study on one task (full fine-tuning, pruning, SFT; later stages as they land)')
+    s = sub.add_parser('study', help='run the whole study on one task: fine-tuning, pruning, SFT, TracIn, every figure, the report')
     s.add_argument('--task', default='demo', help='xnli | pawsx | marc | demo | demo_single (default: demo)')
     s.add_argument('--model', default=None, help="hub name or local folder (default: the task's)")
     s.add_argument('--data', default=None, help='local data folder in the hub schema (default: the hub; demo: generated)')
@@ -166,10 +506,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--batch-size', type=int, default=32)
     s.add_argument('--max-length', type=int, default=128)
     s.add_argument('--train-file', default=None, help="file stem of the train split, e.g. train_from_dev (XNLI ru)")
+    s.add_argument('--tracin-epochs', type=int, nargs='+', default=None, help="checkpoints TracIn sums over (default: the task's; every epoch)")
+    s.add_argument('--top-m', type=int, default=100, help='proponents and opponents kept per test example (default: 100)')
+    s.add_argument('--norm', default='cos', choices=['cos', 'dot', 'train'], help='TracIn normalisation (default: cos, Eq. 2)')
+    s.add_argument('--focus', default=None, help="Fig. 3's test language (default: the task's; pawsx: de)")
+    s.add_argument('--suboptimal', nargs='+', default=None, help="Fig. 3's suboptimal mask languages (default: most and least similar)")
+    s.add_argument('--compose', nargs='+', default=None, help="Fig. 19's pairs as A+B, e.g. es+fr (default: the most similar masks)")
+    s.add_argument('--n-boot', type=int, default=1000, help='bootstrap resamples per confidence interval')
+    s.add_argument('--no-report', action='store_true', help='skip the executed analysis notebook and the docs site')
     s.add_argument('--no-progress', action='store_true', help='no progress bars')
     return p
 
-# %% ../nbs/10_study.ipynb #c021
+def _pairs(xs): 
+    bad = [x for x in xs or [] if x.count('+') != 1]
+    if bad: raise ValueError(f"--compose takes pairs written A+B (e.g. es+fr), not {bad}.")
+    return [tuple(x.split('+')) for x in xs] if xs else None
+
+# %% ../nbs/10_study.ipynb #c047
 def main(argv=None):
     "Entry point of the `modtrace` command."
     a = _parser().parse_args(argv)
@@ -177,6 +530,8 @@ def main(argv=None):
     try:
         run_study(task=a.task, model=a.model, data=a.data, out=a.out, scale=a.scale, seed=a.seed, masks=a.masks,
                   keep=a.keep, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, max_length=a.max_length,
-                  split_files={'train': a.train_file} if a.train_file else None, progress=not a.no_progress)
+                  split_files={'train': a.train_file} if a.train_file else None, tracin_epochs=a.tracin_epochs,
+                  m=a.top_m, norm=a.norm, focus=a.focus, suboptimal=a.suboptimal, compose=_pairs(a.compose),
+                  n_boot=a.n_boot, report=not a.no_report, progress=not a.no_progress)
     except ValueError as e:                      # DataError, ModelError and bad arguments: one clear line
         sys.exit(f"modtrace: error: {e}")

@@ -15,7 +15,8 @@ from .finetune import pad_collator, model_columns, languages, evaluate
 # %% auto #0
 __all__ = ['head_importance', 'accuracy_metric', 'prune', 'find_subnetworks', 'save_subnetworks', 'load_subnetworks',
            'random_masks', 'suboptimal_masks', 'mask_union', 'mask_intersection', 'heads_disabled', 'head_usage',
-           'shared_heads', 'mask_similarity', 'plot_head_usage', 'plot_pairs', 'plot_layer_similarity', 'mask_figures']
+           'shared_heads', 'mask_similarity', 'save_figure', 'plot_head_usage', 'plot_pairs', 'plot_layer_similarity',
+           'mask_figures']
 
 # %% ../nbs/04_subnetworks.ipynb #c007
 def _loader(model, ds, batch_size:int, n_examples:int|None=None) -> DataLoader:
@@ -191,7 +192,12 @@ def mask_similarity(masks:dict, per_layer:bool=False) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=['lang_a', 'lang_b'] + (['layer'] if per_layer else []) + ['cosine'])
 
 # %% ../nbs/04_subnetworks.ipynb #c029
-def _save(fig, df:pd.DataFrame, path):
+def save_figure(
+    fig,                # matplotlib Figure
+    df:pd.DataFrame,    # the numbers plotted
+    path,               # file stem (no suffix), or None to write nothing
+):
+    "Write `path.png`, `path.svg` and `df` as `path.csv` when `path` is given; return `fig`."
     if path is None: return fig
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     for ext in ('png', 'svg'): fig.savefig(path.with_suffix('.' + ext), bbox_inches='tight')
@@ -205,7 +211,7 @@ def plot_head_usage(masks:dict, path=None):
     fig, ax = plt.subplots(figsize=(0.45 * df['head'].nunique() + 2, 0.4 * df['layer'].nunique() + 1))
     sns.heatmap(df.pivot(index='layer', columns='head', values='n_langs'), annot=True, fmt='d', cmap='viridis', ax=ax)
     ax.set_title('Languages using each head'); plt.close(fig)
-    return _save(fig, df, path)
+    return save_figure(fig, df, path)
 
 def plot_pairs(df:pd.DataFrame, value:str, path=None, title:str='', fmt:str='.2f', ax=None):
     "Language × language annotated heatmap of `value` (rows: lang_a, columns: lang_b)."
@@ -214,7 +220,7 @@ def plot_pairs(df:pd.DataFrame, value:str, path=None, title:str='', fmt:str='.2f
     order = list(dict.fromkeys(df['lang_a']))
     sns.heatmap(df.pivot(index='lang_a', columns='lang_b', values=value).loc[order, order], annot=True, fmt=fmt, cmap='viridis', ax=ax)
     ax.set_title(title); plt.close(fig)
-    return _save(fig, df, path)
+    return save_figure(fig, df, path)
 
 # %% ../nbs/04_subnetworks.ipynb #c030
 def plot_layer_similarity(masks:dict, path=None):
@@ -226,7 +232,7 @@ def plot_layer_similarity(masks:dict, path=None):
     for l, ax in zip(range(L), axs.ravel()): plot_pairs(df[df['layer'] == l], 'cosine', title=f'layer {l}', ax=ax)
     for ax in axs.ravel()[L:]: ax.axis('off')
     fig.tight_layout()
-    return _save(fig, df, path)
+    return save_figure(fig, df, path)
 
 def mask_figures(masks:dict, out_dir) -> dict[str, Path]:
     "Every table and figure of the masks, named after the paper's items, in `out_dir`."

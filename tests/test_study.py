@@ -1,44 +1,106 @@
-"The study command: stages cached by their inputs, on the real samples with a tiny model."
-import json
+"The study command on the real samples with a tiny model: every stage cached by its inputs, every result written, and a run killed with SIGKILL (while sketching, while in SFT) ends with the same results as one never interrupted."
+import json, os, shutil, signal, subprocess, sys, time
+from pathlib import Path
+import pandas as pd
 import pytest, torch
-from conftest import make_tiny_model
+from conftest import make_tiny_model, ROOT
 from modtrace.study import run_study, main, fingerprint, study_masks
 from modtrace.model import save_masks, random_mask
 
-@pytest.fixture
-def tiny_folder(tmp_path, tiny_tokenizer):
+LANGS = ['en', 'fr', 'de', 'ko', 'es']
+# every result of SPEC section 7, named after the paper's item (Fig. 3's focus language for pawsx is German)
+FIGURES = ['fig10_full_positive', 'fig10_full_negative', 'fig2_subnetworks_delta_positive', 'fig2_subnetworks_delta_negative',
+           'fig3_de_random_suboptimal_delta_positive', 'fig4_sft_delta_positive', 'fig4_sft_delta_negative',
+           'fig5_sft_positive', 'fig5_sft_negative', 'fig6_random_sft_delta_positive', 'fig6_random_sft_delta_negative',
+           'fig7_specialization_vs_accuracy', 'fig8_mask_cosine', 'fig8_similarity_vs_influence', 'fig9_mask_cosine_layers',
+           'fig9_layer_correlation', 'fig15_overlap_vs_influence', 'fig11_head_usage', 'fig12_shared_heads',
+           'fig13_shared_heads_share', 'fig16_specialization_per_checkpoint', 'fig19_composed_delta_positive']
+TABLES = ['table1_heads_disabled', 'table2_accuracy']
+
+@pytest.fixture(scope='module')
+def tiny_folder(tmp_path_factory, tiny_tokenizer):
     m = make_tiny_model(attn='sdpa', vocab=len(tiny_tokenizer))
-    path = tmp_path/'tiny-xlmr'; m.save_pretrained(path); tiny_tokenizer.save_pretrained(path)
+    path = tmp_path_factory.mktemp('model')/'tiny-xlmr'; m.save_pretrained(path); tiny_tokenizer.save_pretrained(path)
     return path
 
-def stages(run): return sorted(p.name for p in run.iterdir() if p.is_dir() and p.name != 'figures')
+def args(model, data, out):
+    "The CLI arguments of a tiny pawsx study on the real samples (20 training examples per language)."
+    return ['study', '--task', 'pawsx', '--model', str(model), '--data', str(data), '--out', str(out), '--scale', '0.01',
+            '--epochs', '2', '--batch-size', '8', '--top-m', '10', '--n-boot', '50', '--no-report', '--no-progress']
 
-def test_study_runs_caches_and_reruns_only_what_changed(tmp_path, tiny_folder, shared_data):
-    kw = dict(task='pawsx', model=str(tiny_folder), data=str(shared_data), out=tmp_path/'runs', scale=0.01,
-              epochs=1, batch_size=8, progress=False, log=lambda *a: None)
-    table = run_study(**kw)
-    run = tmp_path/'runs'/'pawsx'
-    assert list(table.index) == ['en', 'fr', 'de', 'ko', 'es', 'all']
-    assert {'full', 'sft'} == {c[1] for c in table.columns} and table.notna().all().all()
-    assert (run/'accuracy.csv').exists() and json.loads((run/'masks.json').read_text())['n_layers'] == 2
-    first = stages(run)
-    assert [s.split('-')[0] for s in first] == ['full', 'prune', 'sft']
-    subnets = json.loads(next(run.glob('prune-*/subnetworks.json')).read_text())
-    assert set(subnets['masks']) == {'en', 'fr', 'de', 'ko', 'es'} and set(subnets['trajectories']) == set(subnets['masks'])
-    assert json.loads((run/'masks.json').read_text())['source'] == 'pruned'
-    assert (run/'figures'/'table1_heads_disabled.csv').exists() and (run/'figures'/'fig11_head_usage.png').exists()
-    done = {s: (run/s/'DONE').stat().st_mtime_ns for s in first if not s.startswith('prune')}
-    pruned = next(run.glob('prune-*/subnetworks.json')).stat().st_mtime_ns
-    run_study(**kw)                                                   # same inputs: nothing retrained or re-pruned
-    assert stages(run) == first and all((run/s/'DONE').stat().st_mtime_ns == t for s, t in done.items())
-    assert next(run.glob('prune-*/subnetworks.json')).stat().st_mtime_ns == pruned
-    f = save_masks(tmp_path/'given.json', {l: random_mask(2, 4, 2, seed=i) for i, l in enumerate(['en', 'fr', 'de', 'ko', 'es'])})
-    run_study(**kw, masks=str(f))                                     # new masks: SFT again, full FT reused
+def kw(model, data, out):
+    return dict(task='pawsx', model=str(model), data=str(data), out=out, scale=0.01, epochs=2, batch_size=8, m=10,
+                n_boot=50, report=False, progress=False, log=lambda *a: None)
+
+def stages(run): return sorted(p.name for p in run.iterdir() if p.is_dir() and p.name not in ('figures', 'notebooks', 'docs'))
+
+def results(run) -> dict:
+    "Every CSV the study writes: figures' numbers, tables and the per-variant shares."
+    fs = sorted((run/'figures').glob('*.csv')) + sorted(run.glob('influence-*/shares.csv'))
+    return {str(f.relative_to(run)): f.read_bytes() for f in fs}
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, tiny_folder, shared_data):
+    "One uninterrupted tiny study on the real PAWS-X samples."
+    out = tmp_path_factory.mktemp('ref')
+    st = run_study(**kw(tiny_folder, shared_data, out))
+    return st, out/'pawsx'
+
+def test_study_writes_every_result_on_the_real_samples(reference):
+    st, run = reference
+    missing = [f'{n}.{x}' for n in FIGURES for x in ('png', 'svg', 'csv') if not (run/'figures'/f'{n}.{x}').exists()]
+    missing += [f'{n}.csv' for n in TABLES if not (run/'figures'/f'{n}.csv').exists()]
+    assert not missing, f"result files missing: {missing}"
+    assert [s.split('-')[0] for s in stages(run)].count('sketch') >= 2 * 9           # train + test stores of the variants
+    acc = pd.read_csv(run/'figures'/'table2_accuracy.csv')
+    assert list(acc.columns) == ['lang', 'full FT', 'SFT', 'random SFT'] and list(acc.lang) == [*LANGS, 'all']
+    f10 = pd.read_csv(run/'figures'/'fig10_full_positive.csv')
+    assert {'test_lang', 'train_lang', 'value', 'lo', 'hi', 'n'} <= set(f10.columns)
+    sums = f10.groupby('test_lang')['value'].sum()                                  # shares of a top-m set sum to 100%
+    assert ((sums - 100).abs() < 1e-6).all(), sums
+    assert st.settings['focus'] == 'de' and len(st.settings['suboptimal']) >= 1 and st.settings['tracin_epochs'] == [1, 2]
+    shares = pd.concat(pd.read_csv(f) for f in run.glob('influence-*/shares.csv'))
+    assert set(shares.epoch.astype(str)) == {'sum', '1', '2'} and set(shares.which) == {'pos', 'neg'}
+
+def test_same_inputs_reuse_every_stage_and_new_masks_rerun_only_what_depends_on_them(reference, tiny_folder, shared_data, tmp_path):
+    run_study(**kw(tiny_folder, shared_data, tmp_path))                              # its own run: the reference stays as it is
+    run = tmp_path/'pawsx'
+    first, before = stages(run), results(run)
+    assert before == results(reference[1])                                           # the same inputs give the same results
+    stamp = {p: p.stat().st_mtime_ns for p in run.glob('*/DONE')} | {p: p.stat().st_mtime_ns for p in run.glob('sketch-*/*/complete.json')}
+    run_study(**kw(tiny_folder, shared_data, run.parent))                            # same inputs: nothing recomputed
+    assert stages(run) == first and all(p.stat().st_mtime_ns == t for p, t in stamp.items())
+    assert results(run) == before
+    f = save_masks(tmp_path/'given.json', {l: random_mask(2, 4, 5, seed=i) for i, l in enumerate(LANGS)})
+    run_study(**kw(tiny_folder, shared_data, run.parent), masks=str(f))              # new masks: SFT and its sketches again
     now = stages(run)
-    assert len(now) == 4 and set(first) < set(now) and sum(s.startswith('full') for s in now) == 1
+    new = [s.split('-')[0] for s in now if s not in first]
+    assert 'full' not in new and 'prune' not in new and {'sft', 'rsft', 'sketch', 'influence'} <= set(new)
     assert json.loads((run/'masks.json').read_text())['source'] == str(f)
-    run_study(**kw, masks='random')                                   # random-mask baseline: one more SFT stage
-    assert len(stages(run)) == 5
+
+def _kill_when(cmd, out:Path, pattern:str, timeout=600):
+    "Start the study, SIGKILL it as soon as a file matching `pattern` appears under `out`; the pattern must appear."
+    p = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, 'OMP_NUM_THREADS': '1'}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t = time.time()
+    while not list(out.glob(pattern)):
+        if p.poll() is not None: pytest.fail(f"the study ended before {pattern} appeared:\n{p.stderr.read().decode()[-3000:]}")
+        if time.time() - t > timeout: p.kill(); pytest.fail(f"{pattern} did not appear in {timeout} s")
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL); p.wait()
+    return p.returncode
+
+@pytest.mark.parametrize('stage,pattern', [('sketching', 'pawsx/sketch-*/epoch-*/header.json'),
+                                           ('SFT', 'pawsx/sft-*/epoch-1/state.json')])
+def test_sigkill_then_rerun_gives_identical_results(reference, tiny_folder, shared_data, tmp_path, stage, pattern):
+    _, ref = reference
+    cmd = [sys.executable, '-c', f"from modtrace.study import main; main({args(tiny_folder, shared_data, tmp_path)!r})"]
+    assert _kill_when(cmd, tmp_path, pattern) == -signal.SIGKILL
+    assert not (tmp_path/'pawsx'/'figures'/'fig10_full_positive.csv').exists()     # killed before the end
+    r = subprocess.run(cmd, cwd=ROOT, env={**os.environ, 'OMP_NUM_THREADS': '1'}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got, want = results(tmp_path/'pawsx'), results(ref)
+    assert sorted(got) == sorted(want)
+    assert [k for k in want if got[k] != want[k]] == [], f"results differ after a kill during {stage}"
 
 def test_mask_file_must_cover_every_language(tmp_path):
     f = save_masks(tmp_path/'m.json', {'en': torch.ones(2, 4)})
@@ -47,5 +109,7 @@ def test_mask_file_must_cover_every_language(tmp_path):
 def test_fingerprint_is_order_free_and_input_sensitive():
     assert fingerprint(a=1, b=[1, 2]) == fingerprint(b=[1, 2], a=1) != fingerprint(a=1, b=[2, 1])
 
-def test_cli_bad_input_is_one_line(capsys):
+def test_cli_bad_input_is_one_line(tmp_path, tiny_folder, shared_data):
     with pytest.raises(SystemExit, match=r"modtrace: error: .*Unknown task 'nli'"): main(['study', '--task', 'nli'])
+    with pytest.raises(SystemExit, match=r"modtrace: error: top-m = 500 needs at least 1000 training examples"):
+        main(args(tiny_folder, shared_data, tmp_path)[:-6] + ['--top-m', '500', '--no-report', '--no-progress'])
