@@ -300,7 +300,8 @@ def plot_result(
         return save_figure(fig, df, path)
     if name.startswith('fig16'): return plot_specialization_curves(df, path)
     if name == 'relatedness_vs_influence':
-        return plot_correlation(df, 'relatedness', 'influence', path, title='Planted relatedness vs cross-language influence (full model)',
+        return plot_correlation(df, 'relatedness', 'influence', path, label=['lang_a', 'lang_b'],
+                                title='Planted relatedness vs cross-language influence (full model, %)',
                                 stats=results['relatedness_vs_influence_stats'].iloc[0])
     if path is not None: df.to_csv(Path(path).with_suffix('.csv'), index=False)  # tables: Table 2, statistics
     return df
@@ -311,7 +312,7 @@ def write_results(results:dict, out, **kw) -> list[Path]:
     for name in results: plot_result(name, results, out/name, **kw)
     return sorted(out/f"{n}.csv" for n in results)
 
-# %% ../nbs/10_study.ipynb #c035
+# %% ../nbs/10_study.ipynb #c038
 def _model_path(spec, model, seed):
     "The encoder to start from: given, or the task's default (the demo builds its own)."
     m = model if model is not None else spec.default_model
@@ -332,7 +333,7 @@ class Study:
     settings: dict = field(default_factory=dict)
     def plot(self, name:str): return plot_result(name, self.results, m=self.settings.get('m', 100), focus=self.settings.get('focus', ''))
 
-# %% ../nbs/10_study.ipynb #c036
+# %% ../nbs/10_study.ipynb #c039
 def _train(task, run, path, tok, tsplits, hp, ft, masks, keep, seed, log, t0):
     "Stages 1-3: full fine-tuning, pruning (or given masks), SFT and random SFT."
     full = finetune(load_classifier(path, seed=seed), tok, tsplits, stage_dir(run, 'full', **hp), **ft)
@@ -352,7 +353,7 @@ def _train(task, run, path, tok, tsplits, hp, ft, masks, keep, seed, log, t0):
     log(f"[{task}] SFT with random masks done ({time.time() - t0:.0f} s): {rsft.out_dir}")
     return {'full': full, 'sft': sft, 'rsft': rsft}, xi, rxi
 
-# %% ../nbs/10_study.ipynb #c037
+# %% ../nbs/10_study.ipynb #c040
 def _trace(run, runs, arch, tsplits, variants, epochs, m, norm, progress, log, t0) -> pd.DataFrame:
     "Stages 4-5: sketch every variant at the TracIn checkpoints and score it; all shares in one table."
     train, test, frames = tsplits['train'], tsplits['test'], []
@@ -364,7 +365,7 @@ def _trace(run, runs, arch, tsplits, variants, epochs, m, norm, progress, log, t
         log(f"[{run.name}] influence {i + 1}/{len(variants)} {v['name']} ({time.time() - t0:.0f} s)")
     return pd.concat(frames, ignore_index=True)
 
-# %% ../nbs/10_study.ipynb #c038
+# %% ../nbs/10_study.ipynb #c041
 def run_study(
     task:str='demo',          # xnli | pawsx | marc | demo | demo_single
     model:str|None=None,      # hub name or folder; None: the task's default (xlm-roberta-base; the demo model)
@@ -412,7 +413,8 @@ def run_study(
     focus, sub, comp = _choices(xi, focus or spec.focus_lang, suboptimal, compose)
     variants = study_variants(list(xi), xi, rxi, focus, sub, comp)
     log(f"[{task}] TracIn over checkpoints {ep}: {len(variants)} variants, top-m = {m}")
-    shares = _trace(run, runs, load_classifier(path, seed=seed), tsplits, variants, ep, m, norm, progress, log, t0)
+    arch = load_classifier(path, seed=seed).to('cuda' if torch.cuda.is_available() else 'cpu')  # sketches on the GPU where there is one
+    shares = _trace(run, runs, arch, tsplits, variants, ep, m, norm, progress, log, t0)
     acc = {k: runs[r].results['epochs'] for k, r in (('full FT', 'full'), ('SFT', 'sft'), ('random SFT', 'rsft'))}
     rel = spec.relatedness(seed) if spec.relatedness else None
     res = study_results(shares, acc, xi, focus, sub, comp, rel, n_boot=n_boot, seed=seed)
@@ -431,7 +433,7 @@ def run_study(
                                 out=str(Path(out).resolve()), scale=scale, seed=seed, options=opts), log, t0)
     return st
 
-# %% ../nbs/10_study.ipynb #c039
+# %% ../nbs/10_study.ipynb #c042
 def _tracin_epochs(epochs, n:int) -> list[int]:
     "The checkpoints TracIn sums over: given, or every epoch; checked against the run's `n` epochs."
     ep = sorted(set(int(e) for e in epochs)) if epochs else list(range(1, n + 1))
@@ -447,7 +449,7 @@ def _choices(xi, focus, suboptimal, compose):
     if unknown: raise ValueError(f"Unknown language(s) {unknown} in suboptimal/compose; the task has {list(xi)}.")
     return f, sub, comp
 
-# %% ../nbs/10_study.ipynb #c041
+# %% ../nbs/10_study.ipynb #c044
 def _accuracy(runs:dict, run:Path) -> pd.DataFrame:
     "Test and dev accuracy per language of the three fine-tuning runs (RUN/accuracy.csv)."
     table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev') for how, r in runs.items()})
@@ -455,7 +457,7 @@ def _accuracy(runs:dict, run:Path) -> pd.DataFrame:
     table.to_csv(run/'accuracy.csv')
     return table
 
-# %% ../nbs/10_study.ipynb #c043
+# %% ../nbs/10_study.ipynb #c046
 def analysis_template() -> Path:
     "The parameterised analysis notebook papermill executes (in the source checkout: nbs/analysis/study.ipynb)."
     f = Path(__file__).resolve().parents[1]/'nbs'/'analysis'/'study.ipynb'
@@ -464,7 +466,7 @@ def analysis_template() -> Path:
 
 def _files_hash(files) -> str: return fingerprint(**{str(f): hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files})
 
-# %% ../nbs/10_study.ipynb #c044
+# %% ../nbs/10_study.ipynb #c047
 def _report(st:Study, params:dict, log, t0):
     "Stage 7: the executed analysis notebook and the docs site, each redone only when its inputs changed."
     import papermill as pm
@@ -488,7 +490,7 @@ def _report(st:Study, params:dict, log, t0):
     log(f"[{st.run.name}] done in {time.time() - t0:.0f} s.\n  executed notebook: {nb}\n  figures and tables: {st.figures}\n"
         f"  docs site: {st.docs}")
 
-# %% ../nbs/10_study.ipynb #c046
+# %% ../nbs/10_study.ipynb #c049
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='modtrace', description="Language-specialized subnetworks, SFT and TracIn.")
     sub = p.add_subparsers(dest='command', required=True)
@@ -522,11 +524,12 @@ def _pairs(xs):
     if bad: raise ValueError(f"--compose takes pairs written A+B (e.g. es+fr), not {bad}.")
     return [tuple(x.split('+')) for x in xs] if xs else None
 
-# %% ../nbs/10_study.ipynb #c047
+# %% ../nbs/10_study.ipynb #c050
 def main(argv=None):
     "Entry point of the `modtrace` command."
     a = _parser().parse_args(argv)
     transformers.logging.set_verbosity_error()   # the load report of a classifier made from an MLM is expected noise
+    transformers.logging.disable_progress_bar()  # a bar per checkpoint loaded or saved: the stages have their own
     try:
         run_study(task=a.task, model=a.model, data=a.data, out=a.out, scale=a.scale, seed=a.seed, masks=a.masks,
                   keep=a.keep, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, max_length=a.max_length,
