@@ -4,46 +4,298 @@
 
 # %% ../nbs/11_docs.ipynb #c002
 from __future__ import annotations
-import shutil, subprocess
+import base64, configparser, html, re, shutil, subprocess
+from dataclasses import dataclass
 from pathlib import Path
-from nbdev.config import get_config
-from execnb.nbio import read_nb
+import nbformat, yaml
 
 # %% auto #0
-__all__ = ['readme_markdown', 'write_readme']
+__all__ = ['readme_markdown', 'write_readme', 'Page', 'sidebar', 'site_pages', 'nb_html', 'static_site', 'quarto_site',
+           'build_docs']
 
 # %% ../nbs/11_docs.ipynb #c005
-def _directives(src:str) -> list[str]:
-    "The `#|` directive lines at the top of a cell."
-    return [l[2:].strip() for l in src.splitlines() if l.startswith('#|')]
+def _directives(
+    src:str,  # a cell's source
+) -> dict[str, str]:
+    "The cell's `#|` directives as {key: value} ('' when the directive has no value)."
+    ms = (re.match(r'#\|\s*([\w-]+)\s*:?\s*(.*)', l) for l in src.splitlines() if l.startswith('#|'))
+    return {m[1]: m[2].strip() for m in ms if m}
 
+def _code(src:str) -> str:
+    "The source without its `#|` lines."
+    return '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip()
+
+# %% ../nbs/11_docs.ipynb #c008
 def _cell_md(cell) -> str:
     "One notebook cell as README markdown ('' for hidden cells)."
     if cell.cell_type == 'markdown': return cell.source.strip()
-    ds = _directives(cell.source)
-    if any(d.split(':')[0].strip() in ('hide', 'export', 'exporti') for d in ds): return ''
-    code = '\n'.join(l for l in cell.source.splitlines() if not l.startswith('#|')).strip()
+    if cell.cell_type != 'code' or _directives(cell.source).keys() & {'hide', 'export', 'exporti'}: return ''
+    code = _code(cell.source)
     outs = ''.join(o.get('text', '') if o.get('output_type') == 'stream' else o.get('data', {}).get('text/plain', '')
                    for o in cell.get('outputs', []))
     return f"```python\n{code}\n```" + (f"\n\n```\n{outs.strip()}\n```" if outs.strip() else '') if code else ''
 
-# %% ../nbs/11_docs.ipynb #c006
+# %% ../nbs/11_docs.ipynb #c009
 def readme_markdown(
     nb_path,  # the README notebook (settings.ini `readme_nb`, index.ipynb)
 ) -> str:
     "README text rendered from a notebook without Quarto."
-    nb = read_nb(nb_path)
+    nb = nbformat.read(nb_path, as_version=4)
     parts = [p for p in map(_cell_md, nb.cells) if p]
     return '\n\n'.join(parts) + '\n'
 
-# %% ../nbs/11_docs.ipynb #c007
+# %% ../nbs/11_docs.ipynb #c010
 def write_readme(
     check:bool=False,  # only report whether README.md is out of date
 ) -> bool:
     "Write README.md from the README notebook (Quarto's `nbdev_readme` when present); True if it changed."
+    from nbdev.config import get_config
     cfg = get_config()
     nb, out = cfg.nbs_path/cfg.readme_nb, cfg.config_path/'README.md'
     text = readme_markdown(nb)
     changed = not out.exists() or out.read_text(encoding='utf-8') != text
     if changed and not check: out.write_text(text, encoding='utf-8')
     return changed
+
+# %% ../nbs/11_docs.ipynb #c014
+@dataclass
+class Page:
+    "One page of the site."
+    name: str               # the page's file name without `.html`
+    src: Path               # the notebook it is made from
+    section: str|None=None  # the sidebar section it is listed under (None: at the top)
+    extra: bool=False       # an executed page passed to `build_docs` (listed under the index's Results)
+
+def _entries(items, section=None):
+    "(section, path) for each notebook in a Quarto sidebar `contents` list, depth first."
+    for it in items or []:
+        if isinstance(it, str): yield section, it
+        elif 'section' in it: yield from _entries(it.get('contents'), it['section'])
+        elif 'href' in it: yield section, it['href']
+
+# %% ../nbs/11_docs.ipynb #c015
+def sidebar(
+    nbs,  # the notebooks folder holding `_quarto.yml`
+) -> list[Page]:
+    "The notebooks of `_quarto.yml`'s sidebar, in its order, with their sections ([] without `_quarto.yml`)."
+    q = Path(nbs)/'_quarto.yml'
+    if not q.exists(): return []
+    sb = (yaml.safe_load(q.read_text(encoding='utf-8')) or {}).get('website', {}).get('sidebar', {})
+    if isinstance(sb, list): sb = sb[0] if sb else {}  # Quarto allows several sidebars: the first is the site's
+    return [Page(Path(p).stem, Path(nbs)/p, s) for s, p in _entries(sb.get('contents')) if p.endswith('.ipynb')]
+
+# %% ../nbs/11_docs.ipynb #c021
+def site_pages(
+    nbs,         # the notebooks folder holding `_quarto.yml`
+    pages=None,  # extra executed notebooks, {page name: path to .ipynb}
+) -> list[Page]:
+    "The sidebar's pages with the extra pages swapped in (same name) or added under 'Results'."
+    ps, pages = sidebar(nbs), {k: Path(v) for k, v in (pages or {}).items()}
+    for p in ps:
+        if p.name in pages: p.src, p.extra = pages.pop(p.name), True
+    ps += [Page(k, v, 'Results', True) for k, v in pages.items()]
+    dup = {p.name for p in ps if [q.name for q in ps].count(p.name) > 1}
+    if dup: raise ValueError(f"two pages would share the names {sorted(dup)}: rename a notebook or an extra page")
+    return ps
+
+# %% ../nbs/11_docs.ipynb #c024
+_REMOVE = {'hide', 'exporti', 'default_exp'}
+
+def _tag_cell(cell):
+    "Tag the cell for the docs (`docs-remove`, `docs-remove-input`, `docs-remove-output`, `docs-export`)."
+    tags, ds = cell.metadata.setdefault('tags', []), _directives(cell.source)
+    code = _code(cell.source) if cell.cell_type == 'code' else cell.source
+    showdoc = cell.cell_type == 'code' and code and all(l.startswith('show_doc(') for l in code.splitlines())
+    if cell.cell_type == 'raw' or ds.keys() & _REMOVE or ds.get('include') == 'false' or showdoc \
+       or (cell.cell_type == 'code' and not code and not cell.get('outputs')): tags.append('docs-remove')
+    if ds.get('echo') == 'false' or 'hide_input' in ds: tags.append('docs-remove-input')
+    if ds.get('output') == 'false' or 'hide_output' in ds: tags.append('docs-remove-output')
+    if ds.keys() & {'export', 'exports'}: tags.append('docs-export')
+    if cell.cell_type == 'code': cell.source = code
+    return cell
+
+# %% ../nbs/11_docs.ipynb #c026
+_exporter = None
+
+def _html_exporter():
+    "One shared nbconvert `HTMLExporter` (body only), removing the tagged cells."
+    global _exporter
+    if _exporter is None:
+        from nbconvert import HTMLExporter
+        from traitlets.config import Config
+        c = Config()
+        c.TagRemovePreprocessor.update(enabled=True, remove_cell_tags={'docs-remove'},
+            remove_input_tags={'docs-remove-input'}, remove_all_outputs_tags={'docs-remove-output'})
+        _exporter = HTMLExporter(config=c, template_name='basic', exclude_input_prompt=True,
+                                 exclude_output_prompt=True, anchor_link_text='#')
+    return _exporter
+
+# %% ../nbs/11_docs.ipynb #c027
+def _title(nb, default:str) -> str:
+    "The text of the notebook's first `# ` heading (else its front matter's `title`, else `default`)."
+    for c in nb.cells:
+        if c.cell_type == 'markdown':
+            m = re.search(r'^# +(.+?)\s*$', c.source, re.M)
+            if m: return m[1]
+        if c.cell_type == 'raw' and (m := re.search(r'^title:\s*(.+?)\s*$', c.source, re.M)): return m[1].strip('\'"')
+    return default
+
+def _first_figure(nb) -> tuple[str, bytes]|None:
+    "(extension, bytes) of the notebook's first PNG or JPEG output."
+    for c in nb.cells:
+        for o in c.get('outputs', []):
+            for mime, ext in (('image/png', 'png'), ('image/jpeg', 'jpg')):
+                if mime in o.get('data', {}): return ext, base64.b64decode(o['data'][mime])
+
+# %% ../nbs/11_docs.ipynb #c028
+def nb_html(
+    path,  # a notebook
+) -> tuple[str, str, tuple|None]:
+    "(title, body HTML, first figure) of the notebook as a docs page."
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [_tag_cell(c) for c in nb.cells]
+    body, _ = _html_exporter().from_notebook_node(nb)
+    return _title(nb, Path(path).stem), body, _first_figure(nb)
+
+# %% ../nbs/11_docs.ipynb #c031
+_CSS = """
+body{margin:0;font:16px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#212529;display:flex}
+nav.sidebar{position:sticky;top:0;height:100vh;overflow-y:auto;box-sizing:border-box;width:17rem;flex:none;
+  padding:1.2rem 1rem;background:#f8f9fa;border-right:1px solid #dee2e6;font-size:.92rem}
+nav.sidebar .brand{display:block;font-weight:700;font-size:1.2rem;margin-bottom:1rem;color:#2780e3}
+nav.sidebar h3{font-size:.8rem;text-transform:uppercase;letter-spacing:.04em;color:#6c757d;margin:1rem 0 .3rem}
+nav.sidebar ul{list-style:none;margin:0;padding:0} nav.sidebar li a{display:block;padding:.15rem .4rem;border-radius:4px}
+nav.sidebar li a.active{background:#2780e3;color:#fff}
+a{color:#2780e3;text-decoration:none} a:hover{text-decoration:underline}
+main{flex:1;min-width:0;max-width:58rem;padding:1.5rem 2.5rem}
+h1{margin-top:0} blockquote{margin:0 0 1rem;color:#6c757d;font-size:1.1rem;border-left:3px solid #dee2e6;padding-left:.8rem}
+a.anchor-link{visibility:hidden;margin-left:.3rem;font-size:.8em} :hover>a.anchor-link{visibility:visible}
+table{border-collapse:collapse;margin:.5rem 0} th,td{border:1px solid #dee2e6;padding:.25rem .6rem}
+pre{overflow-x:auto;margin:0} code{font-size:.9em;background:#f1f3f5;padding:.05rem .25rem;border-radius:3px}
+pre code{background:none;padding:0}
+.cell{margin:.8rem 0} .input_area{background:#f7f7f9;border:1px solid #e9ecef;border-radius:4px;padding:.6rem .8rem}
+.celltag_docs-export .input_area{border-left:4px solid #2780e3}
+.celltag_docs-export .input_area::before{content:"Exported source";display:block;font-size:.75rem;color:#6c757d}
+.output_area pre{padding:.4rem .8rem} .output_area img{max-width:100%;height:auto} .output_stderr{background:#fdd}
+.results{display:flex;flex-wrap:wrap;gap:1rem} .result{width:15rem;border:1px solid #dee2e6;border-radius:6px;padding:.5rem}
+.result img{width:100%;height:10rem;object-fit:contain;display:block} .result span{display:block;margin-top:.3rem}
+@media (max-width:800px){body{display:block} nav.sidebar{position:static;width:auto;height:auto}}
+"""
+_MATHJAX = """<script>window.MathJax={tex:{inlineMath:[['$','$'],['\\\\(','\\\\)']]}};
+addEventListener('load',function(){var s=document.createElement('script');
+s.src='https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js';document.head.appendChild(s);});</script>"""
+
+def _css() -> str:
+    "The site's stylesheet: the layout above and Pygments' colours for the code."
+    from pygments.formatters import HtmlFormatter
+    return _CSS + HtmlFormatter(style='default').get_style_defs('.highlight')
+
+# %% ../nbs/11_docs.ipynb #c032
+def _nav(
+    pages:list,    # the site's `Page`s
+    titles:dict,   # {page name: title}
+    current:str,   # the name of the page the sidebar is on
+    site:str,      # the site's title
+) -> str:
+    "The sidebar: the site's title, then every page under its section, the current page marked."
+    out, section = [f'<nav class="sidebar" id="sidebar"><a class="brand" href="index.html">{html.escape(site)}</a><ul>'], None
+    for p in pages:
+        if p.section != section: out.append(f'</ul><h3>{html.escape(p.section or "")}</h3><ul>'); section = p.section
+        cls = ' class="active" aria-current="page"' if p.name == current else ''
+        out.append(f'<li><a href="{p.name}.html"{cls}>{html.escape(titles[p.name])}</a></li>')
+    return ''.join(out) + '</ul></nav>'
+
+# %% ../nbs/11_docs.ipynb #c034
+def _page(site:str, title:str, nav:str, body:str) -> str:
+    "A whole HTML page: the sidebar and the body, the stylesheet linked relatively."
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>{html.escape(title)} – {html.escape(site)}</title><link rel="stylesheet" href="site.css"></head>\n'
+            f'<body>{nav}\n<main class="content">{body}</main>\n{_MATHJAX}</body></html>\n')
+
+def _results(extras:list, titles:dict, thumbs:dict) -> str:
+    "The index's Results section: each extra page's title with a thumbnail of its first figure."
+    if not extras: return ''
+    cards = ''.join(f'<a class="result" href="{p.name}.html">' + (f'<img src="{thumbs[p.name]}" alt="first figure of '
+                    f'{html.escape(titles[p.name])}">' if p.name in thumbs else '') +
+                    f'<span>{html.escape(titles[p.name])}</span></a>' for p in extras)
+    return f'<section id="results"><h2>Results</h2><div class="results">{cards}</div></section>'
+
+# %% ../nbs/11_docs.ipynb #c035
+def _nbs(nbs=None) -> Path:
+    "The notebooks folder: `nbs`, else the nbs/ of the checkout modtrace runs from, else nbdev's `nbs_path`."
+    if nbs is not None: return Path(nbs)
+    here = Path(__file__).resolve().parents[1]/'nbs'
+    if here.exists(): return here
+    try:
+        from nbdev.config import get_config
+        return get_config().nbs_path
+    except Exception: return here  # an installed modtrace without its notebooks: a site of the extra pages alone
+
+def _site_title(nbs) -> str:
+    "`website.title` from `_quarto.yml`, else settings.ini's `title` (as nbdev_docs does), else the project folder's name."
+    q, ini = Path(nbs)/'_quarto.yml', configparser.ConfigParser()
+    y = (yaml.safe_load(q.read_text(encoding='utf-8')) or {}) if q.exists() else {}
+    ini.read(Path(nbs).resolve().parent/'settings.ini')
+    return y.get('website', {}).get('title') or ini['DEFAULT'].get('title') or Path(nbs).resolve().parent.name
+
+# %% ../nbs/11_docs.ipynb #c036
+def static_site(
+    out,         # the folder the site is written to (made if missing; other files in it are left)
+    pages=None,  # extra executed notebooks, {page name: path to .ipynb}
+    nbs=None,    # the notebooks folder holding `_quarto.yml` (default: this checkout's nbs/)
+    site=None,   # the site's title (default: `_quarto.yml`'s website title, else the folder's project name)
+) -> Path:
+    "The docs site without Quarto: one HTML page per notebook, a shared sidebar, the index with Results."
+    nbs, out = _nbs(nbs), Path(out)
+    ps = site_pages(nbs, pages)
+    if not any(p.name == 'index' for p in ps): ps.insert(0, Page('index', None))
+    site = site or _site_title(nbs)
+    made = {p.name: nb_html(p.src) if p.src else (site, f'<h1>{html.escape(site)}</h1>', None) for p in ps}
+    titles, thumbs = {k: v[0] for k, v in made.items()}, {}
+    for p in ps:
+        if p.extra and made[p.name][2]:
+            ext, data = made[p.name][2]
+            thumbs[p.name] = f'figures/{p.name}.{ext}'
+            (out/'figures').mkdir(parents=True, exist_ok=True); (out/thumbs[p.name]).write_bytes(data)
+    out.mkdir(parents=True, exist_ok=True)
+    for p in ps:
+        body = made[p.name][1] + (_results([q for q in ps if q.extra], titles, thumbs) if p.name == 'index' else '')
+        (out/f'{p.name}.html').write_text(_page(site, titles[p.name], _nav(ps, titles, p.name, site), body), encoding='utf-8')
+    (out/'site.css').write_text(_css(), encoding='utf-8')
+    return out/'index.html'
+
+# %% ../nbs/11_docs.ipynb #c040
+def quarto_site(
+    out,         # the folder the site is moved to (replaced)
+    pages=None,  # extra executed notebooks, {page name: path to .ipynb}
+    nbs=None,    # the notebooks folder (default: nbdev's `nbs_path`)
+) -> Path:
+    "The docs site as `nbdev_docs` makes it, with the extra pages added before `quarto render` (untested here)."
+    from nbdev.config import get_config
+    from nbdev.quarto import nbdev_proc_nbs
+    cfg = get_config(); nbs = Path(nbs or cfg.nbs_path)
+    nbdev_proc_nbs(path=str(nbs))
+    cache, side, results = cfg.config_path/'_proc', {p.name: p.src for p in sidebar(nbs)}, []
+    for name, src in (pages or {}).items():
+        dst = cache/(side[name].relative_to(nbs) if name in side else f'{name}.ipynb')
+        shutil.copy(src, dst)
+        if name not in side: results.append(dst.name)
+    if results:
+        q = yaml.safe_load((cache/'_quarto.yml').read_text(encoding='utf-8'))
+        q['website']['sidebar']['contents'].append({'section': 'Results', 'contents': results})
+        (cache/'_quarto.yml').unlink(); (cache/'_quarto.yml').write_text(yaml.safe_dump(q, sort_keys=False), encoding='utf-8')
+    subprocess.run(['quarto', 'render', '--no-cache'], cwd=cache, check=True)
+    shutil.rmtree(out, ignore_errors=True); shutil.move(cache/cfg.doc_path.name, out)
+    return Path(out)/'index.html'
+
+# %% ../nbs/11_docs.ipynb #c042
+def build_docs(
+    out='_docs',  # the folder the site is written to
+    pages=None,   # extra executed notebooks, {page name: path to .ipynb}, e.g. {'study': RUN/'notebooks/study.ipynb'}
+    quarto=None,  # None: Quarto if `quarto` is on the PATH, else the static fallback; True/False forces
+    nbs=None,     # the notebooks folder holding `_quarto.yml` (default: this checkout's nbs/)
+) -> Path:
+    "Build the docs site from the notebooks (plus `pages`); the path of its index.html."
+    if quarto is None: quarto = shutil.which('quarto') is not None
+    return quarto_site(out, pages, nbs) if quarto else static_site(out, pages, nbs)

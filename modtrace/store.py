@@ -197,11 +197,12 @@ def sketch_checkpoints(
     out_dir,               # one store per checkpoint: out_dir/<checkpoint folder name>
     **kw,                  # passed to `build_store` (xi, d, layers, seed, dtype, model_name, ...)
 ) -> list[SketchStore]:
-    "One store per checkpoint θ_e, resumable; the model ends holding the last checkpoint's weights."
+    "One store per checkpoint θ_e, resumable; a checkpoint's weights are loaded only if its store needs sketching."
     out = []
     for ck in checkpoints:
-        _load_weights(model, Path(ck))
-        out.append(build_store(model, ds, Path(out_dir)/Path(ck).name, checkpoint=ck, **kw))
+        path = Path(out_dir)/Path(ck).name
+        if not (path/'complete.json').exists(): _load_weights(model, Path(ck))   # a finished store is only checked and opened
+        out.append(build_store(model, ds, path, checkpoint=ck, **kw))
     return out
 
 # %% ../nbs/06_store.ipynb #c022

@@ -5,6 +5,7 @@
 # %% ../nbs/10_study.ipynb #c002
 from __future__ import annotations
 import argparse, hashlib, json, os, sys, time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 import datasets, pandas as pd, transformers
@@ -22,7 +23,7 @@ from .figures import plot_contributions, plot_correlation, plot_layer_correlatio
 # %% auto #0
 __all__ = ['PAPER_SIZES', 'SKETCH', 'TITLES', 'fingerprint', 'stage_dir', 'study_masks', 'study_splits', 'data_fingerprint',
            'prune_stage', 'sketch_stage', 'influence_stage', 'study_variants', 'default_choices', 'study_results',
-           'plot_result', 'write_results', 'Study', 'run_study', 'analysis_template', 'main']
+           'plot_result', 'write_results', 'results_stage', 'Study', 'run_study', 'analysis_template', 'main']
 
 # %% ../nbs/10_study.ipynb #c005
 def fingerprint(**inputs) -> str:
@@ -313,6 +314,28 @@ def write_results(results:dict, out, **kw) -> list[Path]:
     return sorted(out/f"{n}.csv" for n in results)
 
 # %% ../nbs/10_study.ipynb #c038
+def _hash_frame(df:pd.DataFrame) -> str: return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()
+
+def results_stage(
+    run:Path, shares:pd.DataFrame, acc:dict, xi:dict, focus:str, suboptimal:list, compose:list,
+    relatedness:pd.DataFrame|None, n_boot:int, seed:int, m:int,  # as in `study_results`; m for the titles
+) -> dict[str, pd.DataFrame]:
+    "Stage 6: `study_results`, cached by its inputs, and every file under RUN/figures (masks' figures included)."
+    out = stage_dir(run, 'results', shares=_hash_frame(shares), acc=acc, xi=xi, focus=focus, suboptimal=suboptimal, compose=compose,
+                    relatedness=None if relatedness is None else relatedness.to_dict(), n_boot=n_boot, seed=seed)
+    f = out/'results.pkl'
+    if f.exists(): res = pd.read_pickle(f)
+    else:
+        res = study_results(shares, acc, xi, focus, suboptimal, compose, relatedness, n_boot=n_boot, seed=seed)
+        out.mkdir(parents=True, exist_ok=True); pd.to_pickle(res, f.with_suffix('.tmp')); os.replace(f.with_suffix('.tmp'), f)
+    figs = run/'figures'; stamp = figs/'.inputs'
+    if not (stamp.exists() and stamp.read_text() == out.name):
+        stamp.unlink(missing_ok=True)
+        mask_figures(xi, figs); write_results(res, figs, m=m, focus=focus)
+        stamp.write_text(out.name)
+    return res
+
+# %% ../nbs/10_study.ipynb #c040
 def _model_path(spec, model, seed):
     "The encoder to start from: given, or the task's default (the demo builds its own)."
     m = model if model is not None else spec.default_model
@@ -333,7 +356,7 @@ class Study:
     settings: dict = field(default_factory=dict)
     def plot(self, name:str): return plot_result(name, self.results, m=self.settings.get('m', 100), focus=self.settings.get('focus', ''))
 
-# %% ../nbs/10_study.ipynb #c039
+# %% ../nbs/10_study.ipynb #c041
 def _train(task, run, path, tok, tsplits, hp, ft, masks, keep, seed, log, t0):
     "Stages 1-3: full fine-tuning, pruning (or given masks), SFT and random SFT."
     full = finetune(load_classifier(path, seed=seed), tok, tsplits, stage_dir(run, 'full', **hp), **ft)
@@ -353,7 +376,7 @@ def _train(task, run, path, tok, tsplits, hp, ft, masks, keep, seed, log, t0):
     log(f"[{task}] SFT with random masks done ({time.time() - t0:.0f} s): {rsft.out_dir}")
     return {'full': full, 'sft': sft, 'rsft': rsft}, xi, rxi
 
-# %% ../nbs/10_study.ipynb #c040
+# %% ../nbs/10_study.ipynb #c042
 def _trace(run, runs, arch, tsplits, variants, epochs, m, norm, progress, log, t0) -> pd.DataFrame:
     "Stages 4-5: sketch every variant at the TracIn checkpoints and score it; all shares in one table."
     train, test, frames = tsplits['train'], tsplits['test'], []
@@ -365,7 +388,7 @@ def _trace(run, runs, arch, tsplits, variants, epochs, m, norm, progress, log, t
         log(f"[{run.name}] influence {i + 1}/{len(variants)} {v['name']} ({time.time() - t0:.0f} s)")
     return pd.concat(frames, ignore_index=True)
 
-# %% ../nbs/10_study.ipynb #c041
+# %% ../nbs/10_study.ipynb #c043
 def run_study(
     task:str='demo',          # xnli | pawsx | marc | demo | demo_single
     model:str|None=None,      # hub name or folder; None: the task's default (xlm-roberta-base; the demo model)
@@ -398,7 +421,7 @@ def run_study(
     splits = study_splits(task, data, scale, seed, split_files)
     if 2 * m > len(splits['train']):
         raise ValueError(f"top-m = {m} needs at least {2 * m} training examples, the study has {len(splits['train'])}: lower --top-m or raise --scale.")
-    if not progress: datasets.disable_progress_bars()
+    if not progress: datasets.disable_progress_bars(); transformers.logging.disable_progress_bar()
     path = _model_path(spec, model, seed)
     log(f"[{task}] model ready ({time.time() - t0:.0f} s): {path}")
     tok = load_tokenizer(path)
@@ -417,11 +440,10 @@ def run_study(
     shares = _trace(run, runs, arch, tsplits, variants, ep, m, norm, progress, log, t0)
     acc = {k: runs[r].results['epochs'] for k, r in (('full FT', 'full'), ('SFT', 'sft'), ('random SFT', 'rsft'))}
     rel = spec.relatedness(seed) if spec.relatedness else None
-    res = study_results(shares, acc, xi, focus, sub, comp, rel, n_boot=n_boot, seed=seed)
+    res = results_stage(run, shares, acc, xi, focus, sub, comp, rel, n_boot, seed, m)
     table = _accuracy(runs, run)
     settings = dict(task=task, tracin_epochs=ep, m=m, norm=norm, focus=focus, suboptimal=sub, compose=comp)
     st = Study(run, table, xi, res, run/'figures', settings=settings)
-    mask_figures(xi, st.figures); write_results(res, st.figures, m=m, focus=focus)
     (run/'study.json').write_text(json.dumps({**settings, 'model': str(path), 'stages': sorted(p.name for p in run.iterdir() if p.is_dir())}, indent=1))
     log(f"[{task}] results and figures ({time.time() - t0:.0f} s) -> {st.figures}\n"
         f"accuracy (%) per language, full fine-tuning vs SFT vs random SFT (Table 2):\n{_fmt(table)}")
@@ -433,7 +455,7 @@ def run_study(
                                 out=str(Path(out).resolve()), scale=scale, seed=seed, options=opts), log, t0)
     return st
 
-# %% ../nbs/10_study.ipynb #c042
+# %% ../nbs/10_study.ipynb #c044
 def _tracin_epochs(epochs, n:int) -> list[int]:
     "The checkpoints TracIn sums over: given, or every epoch; checked against the run's `n` epochs."
     ep = sorted(set(int(e) for e in epochs)) if epochs else list(range(1, n + 1))
@@ -449,7 +471,7 @@ def _choices(xi, focus, suboptimal, compose):
     if unknown: raise ValueError(f"Unknown language(s) {unknown} in suboptimal/compose; the task has {list(xi)}.")
     return f, sub, comp
 
-# %% ../nbs/10_study.ipynb #c044
+# %% ../nbs/10_study.ipynb #c046
 def _accuracy(runs:dict, run:Path) -> pd.DataFrame:
     "Test and dev accuracy per language of the three fine-tuning runs (RUN/accuracy.csv)."
     table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev') for how, r in runs.items()})
@@ -457,7 +479,7 @@ def _accuracy(runs:dict, run:Path) -> pd.DataFrame:
     table.to_csv(run/'accuracy.csv')
     return table
 
-# %% ../nbs/10_study.ipynb #c046
+# %% ../nbs/10_study.ipynb #c048
 def analysis_template() -> Path:
     "The parameterised analysis notebook papermill executes (in the source checkout: nbs/analysis/study.ipynb)."
     f = Path(__file__).resolve().parents[1]/'nbs'/'analysis'/'study.ipynb'
@@ -466,7 +488,19 @@ def analysis_template() -> Path:
 
 def _files_hash(files) -> str: return fingerprint(**{str(f): hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files})
 
-# %% ../nbs/10_study.ipynb #c047
+# %% ../nbs/10_study.ipynb #c049
+@contextmanager
+def _kernel_stderr(log:Path):
+    "Send what the kernel process writes to stderr (its start-up chatter) to `log`; on failure, say where it is."
+    import sys
+    sys.stderr.flush(); saved = os.dup(2)
+    with open(log, 'w') as f:
+        os.dup2(f.fileno(), 2)
+        try: yield
+        except Exception as e: raise RuntimeError(f"The analysis notebook failed ({e}); the kernel's log: {log}") from e
+        finally: sys.stderr.flush(); os.dup2(saved, 2); os.close(saved)
+
+# %% ../nbs/10_study.ipynb #c050
 def _report(st:Study, params:dict, log, t0):
     "Stage 7: the executed analysis notebook and the docs site, each redone only when its inputs changed."
     import papermill as pm
@@ -476,8 +510,9 @@ def _report(st:Study, params:dict, log, t0):
     stamp = nb.parent/'.inputs'
     if not (nb.exists() and stamp.exists() and stamp.read_text() == key):
         nb.parent.mkdir(parents=True, exist_ok=True)
-        pm.execute_notebook(str(tpl), str(nb.with_suffix('.tmp.ipynb')), parameters=params, progress_bar=False,
-                            cwd=str(nb.parent), kernel_name='python3')
+        with _kernel_stderr(nb.parent/'kernel.log'):
+            pm.execute_notebook(str(tpl), str(nb.with_suffix('.tmp.ipynb')), parameters=params, progress_bar=False,
+                                cwd=str(nb.parent), kernel_name='python3')
         os.replace(nb.with_suffix('.tmp.ipynb'), nb); stamp.write_text(key)
     st.notebook = nb
     log(f"[{st.run.name}] analysis notebook executed ({time.time() - t0:.0f} s) -> {nb}")
@@ -490,7 +525,7 @@ def _report(st:Study, params:dict, log, t0):
     log(f"[{st.run.name}] done in {time.time() - t0:.0f} s.\n  executed notebook: {nb}\n  figures and tables: {st.figures}\n"
         f"  docs site: {st.docs}")
 
-# %% ../nbs/10_study.ipynb #c049
+# %% ../nbs/10_study.ipynb #c052
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='modtrace', description="Language-specialized subnetworks, SFT and TracIn.")
     sub = p.add_subparsers(dest='command', required=True)
@@ -524,7 +559,7 @@ def _pairs(xs):
     if bad: raise ValueError(f"--compose takes pairs written A+B (e.g. es+fr), not {bad}.")
     return [tuple(x.split('+')) for x in xs] if xs else None
 
-# %% ../nbs/10_study.ipynb #c050
+# %% ../nbs/10_study.ipynb #c053
 def main(argv=None):
     "Entry point of the `modtrace` command."
     a = _parser().parse_args(argv)

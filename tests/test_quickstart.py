@@ -49,3 +49,13 @@ def test_executed_notebook_shows_every_section_without_errors(demo_run):
     assert sum('image/png' in o.get('data', {}) for o in outs) >= 15                   # the figures are in the notebook
     heads = [l for c in nb.cells if c.cell_type == 'markdown' for l in c.source.splitlines() if l.startswith('## ')]
     assert any('Fig. 10' in h for h in heads) and any('Fig. 19' in h for h in heads)
+
+from test_docs import browser, _check_page                                      # headless Chromium (Selenium)
+
+def test_docs_site_shows_the_executed_analysis_in_chromium(demo_run, browser):
+    run, _ = demo_run
+    base = (run/'docs').as_uri() + '/'
+    links = _check_page(browser, base + 'index.html', 'modtrace')               # the index, with the study's thumbnail
+    assert 'study.html' in links
+    _check_page(browser, base + 'study.html', 'The study, task by task')        # the executed analysis and its figures
+    assert browser.execute_script("return document.images.length") >= 15
