@@ -118,7 +118,7 @@ def sketch_stage(
     cks = [ft.checkpoints[e - 1] for e in epochs]
     return sketch_checkpoints(arch, ds, cks, out, xi=xi, progress=progress, model_name=ft.out_dir.name, batch_size=64, **sk)
 
-# %% ../nbs/10_study.ipynb #c019
+# %% ../nbs/10_study.ipynb #c020
 def influence_stage(
     run:Path,                 # the run folder
     test:list, train:list,    # stores per checkpoint (`sketch_stage`), same checkpoints
@@ -128,7 +128,8 @@ def influence_stage(
     "Training-language shares of each test example's top-m sets, summed over checkpoints and per checkpoint."
     out = stage_dir(run, 'influence', test=test[0].path.parent.name, train=train[0].path.parent.name, m=m, norm=norm)
     f = out/'shares.csv'
-    if f.exists(): return pd.read_csv(f, dtype={'epoch': str})
+    read = lambda: pd.read_csv(f, dtype={'epoch': str, 'id': str})    # one path: a fresh and a cached stage give equal frames
+    if f.exists(): return read()
     correct = test[-1].meta['correct'].to_numpy()
     runs = [('sum', test, train)] + [(str(t.header['checkpoint'].get('epoch')), [t], [r]) for t, r in zip(test, train)]
     frames = []
@@ -141,9 +142,9 @@ def influence_stage(
     df = pd.concat(frames, ignore_index=True)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(f.with_suffix('.tmp'), index=False); os.replace(f.with_suffix('.tmp'), f)
-    return df
+    return read()
 
-# %% ../nbs/10_study.ipynb #c021
+# %% ../nbs/10_study.ipynb #c023
 def study_variants(
     langs:list,               # the task's languages
     xi:dict,                  # {lang: (L, H)} the subnetworks (SFT masks)
@@ -165,7 +166,7 @@ def study_variants(
     v += [dict(name=f'rsft/{l}', run='rsft', xi=rxi[l], test=[l]) for l in langs]
     return v
 
-# %% ../nbs/10_study.ipynb #c024
+# %% ../nbs/10_study.ipynb #c026
 def default_choices(xi:dict, focus:str|None=None) -> tuple[str, list, list]:
     "(focus language, suboptimal mask languages, pairs to compose) from the masks' similarity."
     langs = list(xi)
@@ -177,7 +178,7 @@ def default_choices(xi:dict, focus:str|None=None) -> tuple[str, list, list]:
     pairs = sim[sim.lang_a < sim.lang_b].sort_values('cosine', ascending=False, kind='stable')
     return focus, sub, [(pairs.lang_a.iloc[0], pairs.lang_b.iloc[0])]
 
-# %% ../nbs/10_study.ipynb #c027
+# %% ../nbs/10_study.ipynb #c029
 def _pick(shares:pd.DataFrame, variant:str, which:str='pos', epoch:str='sum') -> pd.DataFrame:
     "One variant's shares for one ranking ('pos' | 'neg') and checkpoint label."
     s = shares[(shares.variant == variant) & (shares.which == which) & (shares.epoch == epoch)]
@@ -190,7 +191,7 @@ def _deltas(shares, names:dict, which, langs, **kw) -> pd.DataFrame:
     return pd.concat([delta(_pick(shares, v, which), base, langs=langs, **kw).assign(variant=k) for k, v in names.items()],
                      ignore_index=True)
 
-# %% ../nbs/10_study.ipynb #c028
+# %% ../nbs/10_study.ipynb #c030
 def _per_checkpoint(shares, runs:dict, langs, **kw) -> pd.DataFrame:
     "Fig. 16-18: specialization of each language's subnetwork at each checkpoint, per fine-tuning run."
     rows = []
@@ -207,7 +208,7 @@ def _spec_vs_accuracy(fig16:pd.DataFrame, acc:dict) -> pd.DataFrame:
     d['accuracy'] = [100 * acc['SFT'][e - 1]['test'][l] for e, l in zip(d.epoch, d.test_lang)]
     return d.rename(columns={'value': 'specialization'})
 
-# %% ../nbs/10_study.ipynb #c029
+# %% ../nbs/10_study.ipynb #c031
 def _mask_vs_influence(xi:dict, pos:pd.DataFrame, neg:pd.DataFrame) -> dict[str, pd.DataFrame]:
     "Fig. 8 (right), 9, 15: mask similarity and overlap against cross-language influence after SFT."
     val = lambda df: df.set_index(['test_lang', 'train_lang'])['value']
@@ -223,7 +224,7 @@ def _mask_vs_influence(xi:dict, pos:pd.DataFrame, neg:pd.DataFrame) -> dict[str,
                          for l, g in lay.groupby('layer')])
     return {'fig8_similarity_vs_influence': fig8, 'fig9_layer_correlation': fig9, 'fig15_overlap_vs_influence': fig15}
 
-# %% ../nbs/10_study.ipynb #c030
+# %% ../nbs/10_study.ipynb #c032
 def study_results(
     shares:pd.DataFrame,      # every variant's shares (`influence_stage` + a `variant` column)
     acc:dict,                 # {'full FT'|'SFT'|'random SFT': results['epochs'] of that run}
@@ -258,7 +259,7 @@ def study_results(
         r['relatedness_vs_influence_stats'] = stats.to_frame().T
     return r
 
-# %% ../nbs/10_study.ipynb #c032
+# %% ../nbs/10_study.ipynb #c035
 TITLES = {
     'fig10_full': 'Full model: training-language share of the top-{m} {which} set (%)',
     'fig2_subnetworks_delta': "Own subnetwork at test time vs full model, after full FT (Δ pp, {which})",
@@ -273,7 +274,7 @@ def _title(name:str, **kw) -> str:
     which = 'negative' if name.endswith('negative') else 'positive'
     return next((t for k, t in TITLES.items() if name.startswith(k)), name).format(which=which, **kw)
 
-# %% ../nbs/10_study.ipynb #c033
+# %% ../nbs/10_study.ipynb #c036
 def plot_result(
     name:str,                 # a key of `study_results`
     results:dict,             # `study_results`
@@ -313,7 +314,7 @@ def write_results(results:dict, out, **kw) -> list[Path]:
     for name in results: plot_result(name, results, out/name, **kw)
     return sorted(out/f"{n}.csv" for n in results)
 
-# %% ../nbs/10_study.ipynb #c038
+# %% ../nbs/10_study.ipynb #c041
 def _hash_frame(df:pd.DataFrame) -> str: return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()
 
 def results_stage(
@@ -335,7 +336,7 @@ def results_stage(
         stamp.write_text(out.name)
     return res
 
-# %% ../nbs/10_study.ipynb #c040
+# %% ../nbs/10_study.ipynb #c043
 def _model_path(spec, model, seed):
     "The encoder to start from: given, or the task's default (the demo builds its own)."
     m = model if model is not None else spec.default_model
@@ -356,7 +357,7 @@ class Study:
     settings: dict = field(default_factory=dict)
     def plot(self, name:str): return plot_result(name, self.results, m=self.settings.get('m', 100), focus=self.settings.get('focus', ''))
 
-# %% ../nbs/10_study.ipynb #c041
+# %% ../nbs/10_study.ipynb #c044
 def _train(task, run, path, tok, tsplits, hp, ft, masks, keep, seed, log, t0):
     "Stages 1-3: full fine-tuning, pruning (or given masks), SFT and random SFT."
     full = finetune(load_classifier(path, seed=seed), tok, tsplits, stage_dir(run, 'full', **hp), **ft)
@@ -376,7 +377,7 @@ def _train(task, run, path, tok, tsplits, hp, ft, masks, keep, seed, log, t0):
     log(f"[{task}] SFT with random masks done ({time.time() - t0:.0f} s): {rsft.out_dir}")
     return {'full': full, 'sft': sft, 'rsft': rsft}, xi, rxi
 
-# %% ../nbs/10_study.ipynb #c042
+# %% ../nbs/10_study.ipynb #c045
 def _trace(run, runs, arch, tsplits, variants, epochs, m, norm, progress, log, t0) -> pd.DataFrame:
     "Stages 4-5: sketch every variant at the TracIn checkpoints and score it; all shares in one table."
     train, test, frames = tsplits['train'], tsplits['test'], []
@@ -388,7 +389,7 @@ def _trace(run, runs, arch, tsplits, variants, epochs, m, norm, progress, log, t
         log(f"[{run.name}] influence {i + 1}/{len(variants)} {v['name']} ({time.time() - t0:.0f} s)")
     return pd.concat(frames, ignore_index=True)
 
-# %% ../nbs/10_study.ipynb #c043
+# %% ../nbs/10_study.ipynb #c046
 def run_study(
     task:str='demo',          # xnli | pawsx | marc | demo | demo_single
     model:str|None=None,      # hub name or folder; None: the task's default (xlm-roberta-base; the demo model)
@@ -455,7 +456,7 @@ def run_study(
                                 out=str(Path(out).resolve()), scale=scale, seed=seed, options=opts), log, t0)
     return st
 
-# %% ../nbs/10_study.ipynb #c044
+# %% ../nbs/10_study.ipynb #c048
 def _tracin_epochs(epochs, n:int) -> list[int]:
     "The checkpoints TracIn sums over: given, or every epoch; checked against the run's `n` epochs."
     ep = sorted(set(int(e) for e in epochs)) if epochs else list(range(1, n + 1))
@@ -471,7 +472,7 @@ def _choices(xi, focus, suboptimal, compose):
     if unknown: raise ValueError(f"Unknown language(s) {unknown} in suboptimal/compose; the task has {list(xi)}.")
     return f, sub, comp
 
-# %% ../nbs/10_study.ipynb #c046
+# %% ../nbs/10_study.ipynb #c050
 def _accuracy(runs:dict, run:Path) -> pd.DataFrame:
     "Test and dev accuracy per language of the three fine-tuning runs (RUN/accuracy.csv)."
     table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev') for how, r in runs.items()})
@@ -479,7 +480,7 @@ def _accuracy(runs:dict, run:Path) -> pd.DataFrame:
     table.to_csv(run/'accuracy.csv')
     return table
 
-# %% ../nbs/10_study.ipynb #c048
+# %% ../nbs/10_study.ipynb #c052
 def analysis_template() -> Path:
     "The parameterised analysis notebook papermill executes (in the source checkout: nbs/analysis/study.ipynb)."
     f = Path(__file__).resolve().parents[1]/'nbs'/'analysis'/'study.ipynb'
@@ -488,7 +489,7 @@ def analysis_template() -> Path:
 
 def _files_hash(files) -> str: return fingerprint(**{str(f): hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files})
 
-# %% ../nbs/10_study.ipynb #c049
+# %% ../nbs/10_study.ipynb #c053
 @contextmanager
 def _kernel_stderr(log:Path):
     "Send what the kernel process writes to stderr (its start-up chatter) to `log`; on failure, say where it is."
@@ -500,7 +501,7 @@ def _kernel_stderr(log:Path):
         except Exception as e: raise RuntimeError(f"The analysis notebook failed ({e}); the kernel's log: {log}") from e
         finally: sys.stderr.flush(); os.dup2(saved, 2); os.close(saved)
 
-# %% ../nbs/10_study.ipynb #c050
+# %% ../nbs/10_study.ipynb #c054
 def _report(st:Study, params:dict, log, t0):
     "Stage 7: the executed analysis notebook and the docs site, each redone only when its inputs changed."
     import papermill as pm
@@ -525,7 +526,7 @@ def _report(st:Study, params:dict, log, t0):
     log(f"[{st.run.name}] done in {time.time() - t0:.0f} s.\n  executed notebook: {nb}\n  figures and tables: {st.figures}\n"
         f"  docs site: {st.docs}")
 
-# %% ../nbs/10_study.ipynb #c052
+# %% ../nbs/10_study.ipynb #c056
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='modtrace', description="Language-specialized subnetworks, SFT and TracIn.")
     sub = p.add_subparsers(dest='command', required=True)
@@ -559,7 +560,7 @@ def _pairs(xs):
     if bad: raise ValueError(f"--compose takes pairs written A+B (e.g. es+fr), not {bad}.")
     return [tuple(x.split('+')) for x in xs] if xs else None
 
-# %% ../nbs/10_study.ipynb #c053
+# %% ../nbs/10_study.ipynb #c057
 def main(argv=None):
     "Entry point of the `modtrace` command."
     a = _parser().parse_args(argv)
