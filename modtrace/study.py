@@ -422,7 +422,8 @@ def run_study(
     splits = study_splits(task, data, scale, seed, split_files)
     if 2 * m > len(splits['train']):
         raise ValueError(f"top-m = {m} needs at least {2 * m} training examples, the study has {len(splits['train'])}: lower --top-m or raise --scale.")
-    if not progress: datasets.disable_progress_bars(); transformers.logging.disable_progress_bar()
+    datasets.disable_progress_bars()                 # a bar per dataset map: the stages have their own bars
+    if not progress: transformers.logging.disable_progress_bar()
     path = _model_path(spec, model, seed)
     log(f"[{task}] model ready ({time.time() - t0:.0f} s): {path}")
     tok = load_tokenizer(path)
