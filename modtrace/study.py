@@ -4,7 +4,8 @@
 
 # %% ../nbs/10_study.ipynb #c002
 from __future__ import annotations
-import argparse, hashlib, json, os, sys, time
+import argparse, hashlib, json, os, shutil, sys, time
+import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ def study_masks(
     "One head mask per language: from a file, or random with a given size."
     if masks is not None:
         got = load_masks(masks)
+        if not got: raise ValueError(f"{masks} holds no masks.")
         if tuple(next(iter(got.values())).shape) != tuple(shape):
             raise ValueError(f"{masks}: masks of shape {tuple(next(iter(got.values())).shape)}, model has {tuple(shape)}.")
         missing = [l for l in langs if l not in got]
@@ -176,7 +178,9 @@ def default_choices(xi:dict, focus:str|None=None) -> tuple[str, list, list]:
     other = sim[(sim.lang_a == focus) & (sim.lang_b != focus)].sort_values('cosine', kind='stable')
     sub = list(dict.fromkeys([other.lang_b.iloc[-1], other.lang_b.iloc[0]]))
     pairs = sim[sim.lang_a < sim.lang_b].sort_values('cosine', ascending=False, kind='stable')
-    return focus, sub, [(pairs.lang_a.iloc[0], pairs.lang_b.iloc[0])]
+    pairs = [(a, b) for a, b in zip(pairs.lang_a, pairs.lang_b) if mask_intersection(xi[a], xi[b]).sum() > 0]
+    if not pairs: raise ValueError("No two languages' masks share a head: there is no pair to compose (Fig. 19).")
+    return focus, sub, pairs[:1]
 
 # %% ../nbs/10_study.ipynb #c029
 def _pick(shares:pd.DataFrame, variant:str, which:str='pos', epoch:str='sum') -> pd.DataFrame:
@@ -209,7 +213,7 @@ def _spec_vs_accuracy(fig16:pd.DataFrame, acc:dict) -> pd.DataFrame:
     return d.rename(columns={'value': 'specialization'})
 
 # %% ../nbs/10_study.ipynb #c031
-def _mask_vs_influence(xi:dict, pos:pd.DataFrame, neg:pd.DataFrame) -> dict[str, pd.DataFrame]:
+def _mask_vs_influence(xi:dict, pos:pd.DataFrame, neg:pd.DataFrame, **kw) -> dict[str, pd.DataFrame]:
     "Fig. 8 (right), 9, 15: mask similarity and overlap against cross-language influence after SFT."
     val = lambda df: df.set_index(['test_lang', 'train_lang'])['value']
     p, n = val(pos), val(neg)
@@ -220,18 +224,29 @@ def _mask_vs_influence(xi:dict, pos:pd.DataFrame, neg:pd.DataFrame) -> dict[str,
                             positive=lambda d: [p[t, k] for t, k in zip(d.test_lang, d.train_lang)],
                             negative=lambda d: [n[t, k] for t, k in zip(d.test_lang, d.train_lang)])
     lay = pair(mask_similarity(xi, per_layer=True))
-    fig9 = pd.DataFrame([{'layer': l, **correlation(g['cosine'], [p[t, k] for t, k in zip(g.test_lang, g.train_lang)])}
+    fig9 = pd.DataFrame([{'layer': l, **correlation(g['cosine'], [p[t, k] for t, k in zip(g.test_lang, g.train_lang)], **kw)}
                          for l, g in lay.groupby('layer')])
     return {'fig8_similarity_vs_influence': fig8, 'fig9_layer_correlation': fig9, 'fig15_overlap_vs_influence': fig15}
 
 # %% ../nbs/10_study.ipynb #c032
+def _table2(shares, acc:dict, langs) -> pd.DataFrame:
+    "Table 2: test accuracy (%) of the full model, the full model with each language's subnetwork at test time, SFT and random SFT."
+    sub = pd.concat([_pick(shares, f'full/{l}') for l in langs])                  # the final model's predictions under ξ_l
+    t = pd.DataFrame({k: {l: 100 * v[-1]['test'][l] for l in [*langs, 'all']} for k, v in acc.items()})
+    t.insert(1, 'full FT + subnetwork', {**(100 * sub.groupby('lang')['correct'].mean()).to_dict(), 'all': 100 * sub['correct'].mean()})
+    return t.rename_axis('lang').reset_index()
+
+# %% ../nbs/10_study.ipynb #c033
 def study_results(
     shares:pd.DataFrame,      # every variant's shares (`influence_stage` + a `variant` column)
     acc:dict,                 # {'full FT'|'SFT'|'random SFT': results['epochs'] of that run}
     xi:dict,                  # the subnetworks
-    focus:str, suboptimal:list, compose:list,  # as in `study_variants`
-    relatedness:pd.DataFrame|None=None,        # a known relatedness matrix (demo): compared with Fig. 10
-    n_boot:int=1000, seed:int=0,
+    focus:str,                # Fig. 3's test language
+    suboptimal:list,          # Fig. 3's other languages' masks
+    compose:list,             # Fig. 19's pairs
+    relatedness:pd.DataFrame|None=None,  # a known relatedness matrix (demo): compared with Fig. 10
+    n_boot:int=1000,          # bootstrap resamples per CI
+    seed:int=0,               # seeds the bootstraps
 ) -> dict[str, pd.DataFrame]:
     "Every result of SPEC section 7 as a tidy table, keyed by its file stem."
     langs, kw = list(xi), dict(n_boot=n_boot, seed=seed)
@@ -243,23 +258,26 @@ def study_results(
         r[f'fig4_sft_delta_{name}'] = _deltas(shares, own('sft'), which, langs, **kw)
         r[f'fig5_sft_{name}'] = pd.concat([contributions(_pick(shares, f'sft/{l}', which), langs=langs, **kw) for l in langs])
         r[f'fig6_random_sft_delta_{name}'] = _deltas(shares, own('rsft'), which, langs, **kw)
-    fig3 = {f'own mask': f'full/{focus}', **{f'random seed {s}': f'full/random-{s}' for s in (0, 1, 2)},
+    fig3 = {'own mask': f'full/{focus}', **{f'random seed {s}': f'full/random-{s}' for s in (0, 1, 2)},
             **{f'mask of {k}': f'full/mask-{k}' for k in suboptimal}}
     r[f'fig3_{focus}_random_suboptimal_delta_positive'] = _deltas(shares, fig3, 'pos', langs, **kw)
     comp = {f'{a} {op} {b}': f'sft/{a}{c}{b}' for a, b in compose for op, c in (('∩', '&'), ('∪', '|'))}
     r['fig19_composed_delta_positive'] = _deltas(shares, comp, 'pos', langs, **kw)
-    r['table2_accuracy'] = pd.DataFrame({k: {l: 100 * v[-1]['test'][l] for l in [*langs, 'all']} for k, v in acc.items()}
-                                        ).rename_axis('lang').reset_index()
+    r['table2_accuracy'] = _table2(shares, acc, langs)
     r['fig16_specialization_per_checkpoint'] = _per_checkpoint(shares, {'full FT': 'full', 'SFT': 'sft', 'random SFT': 'rsft'}, langs, **kw)
     r['fig7_specialization_vs_accuracy'] = _spec_vs_accuracy(r['fig16_specialization_per_checkpoint'], acc)
-    r.update(_mask_vs_influence(xi, r['fig5_sft_positive'], r['fig5_sft_negative']))
+    r.update(_mask_vs_influence(xi, r['fig5_sft_positive'], r['fig5_sft_negative'], **kw))
+    for name, x, y in (('fig7_specialization_vs_accuracy', 'specialization', 'accuracy'), ('fig8_similarity_vs_influence', 'cosine', 'positive'),
+                       ('fig15_overlap_vs_influence', 'overlap', 'positive'), ('fig15_overlap_vs_influence', 'overlap', 'negative')):
+        key = f'{name}_stats' + ('' if name != 'fig15_overlap_vs_influence' else f'_{y}')
+        r[key] = correlation(r[name][x], r[name][y], **kw).to_frame().T
     if relatedness is not None:
         pairs, stats = relatedness_agreement(_pick(shares, 'full', 'pos'), relatedness.loc[langs, langs], **kw)
         r['relatedness_vs_influence'] = pairs
         r['relatedness_vs_influence_stats'] = stats.to_frame().T
     return r
 
-# %% ../nbs/10_study.ipynb #c035
+# %% ../nbs/10_study.ipynb #c036
 TITLES = {
     'fig10_full': 'Full model: training-language share of the top-{m} {which} set (%)',
     'fig2_subnetworks_delta': "Own subnetwork at test time vs full model, after full FT (Δ pp, {which})",
@@ -274,7 +292,7 @@ def _title(name:str, **kw) -> str:
     which = 'negative' if name.endswith('negative') else 'positive'
     return next((t for k, t in TITLES.items() if name.startswith(k)), name).format(which=which, **kw)
 
-# %% ../nbs/10_study.ipynb #c036
+# %% ../nbs/10_study.ipynb #c037
 def plot_result(
     name:str,                 # a key of `study_results`
     results:dict,             # `study_results`
@@ -284,27 +302,33 @@ def plot_result(
     "Draw (and write) one result of the study in the paper's form; tables come back as DataFrames."
     import matplotlib.pyplot as plt
     df, t = results[name], _title(name, m=m, focus=focus)
+    if '_stats' in name: return df                                              # written by its figure as .stats.csv
     if name.startswith(('fig10', 'fig5')): return plot_contributions(df, path, title=t)
     if name.startswith(('fig2_', 'fig4', 'fig6')): return plot_contributions(df, path, title=t, delta=True)
     if name.startswith('fig3_'): return plot_contributions(df, path, title=t, delta=True, rows='variant')
     if name.startswith('fig19'):
-        return plot_contributions(df.assign(row=df.variant + ' · test ' + df.test_lang), path, title=t, delta=True, rows='row')
-    if name.startswith('fig7'): return plot_correlation(df, 'specialization', 'accuracy', path, hue='test_lang',
+        return plot_contributions(df.assign(**{'mask · test language': df.variant + ' · ' + df.test_lang}), path, title=t,
+                                  delta=True, rows='mask · test language')
+    stats = lambda k: results[k].iloc[0] if k in results else None
+    if name.startswith('fig7'): return plot_correlation(df, 'specialization', 'accuracy', path, hue='test_lang', stats=stats(name + '_stats'),
                                                         title='SFT: specialization vs accuracy (languages × checkpoints)')
-    if name.startswith('fig8'): return plot_correlation(df, 'cosine', 'positive', path, hue='test_lang',
+    if name.startswith('fig8'): return plot_correlation(df, 'cosine', 'positive', path, hue='test_lang', stats=stats(name + '_stats'),
                                                         title='Mask cosine similarity vs positive influence (SFT, %)')
     if name.startswith('fig9'): return plot_layer_correlation(df, path)
     if name.startswith('fig15'):
         fig, axs = plt.subplots(1, 2, figsize=(10, 4))
         for ax, col in zip(axs, ('positive', 'negative')):
-            plot_correlation(df, 'overlap', col, hue='test_lang', ax=ax, title=f'Head overlap (%) vs {col} influence (SFT, %)')
+            plot_correlation(df, 'overlap', col, hue='test_lang', ax=ax, title=f'Head overlap (%) vs {col} influence (SFT, %)',
+                             stats=stats(f'{name}_stats_{col}'))
         fig.tight_layout(); plt.close(fig)
+        if path is not None: pd.concat([results[f'{name}_stats_{c}'].assign(influence=c) for c in ('positive', 'negative')]
+                                       ).to_csv(Path(path).with_suffix('.stats.csv'), index=False)
         return save_figure(fig, df, path)
     if name.startswith('fig16'): return plot_specialization_curves(df, path)
     if name == 'relatedness_vs_influence':
         return plot_correlation(df, 'relatedness', 'influence', path, label=['lang_a', 'lang_b'],
                                 title='Planted relatedness vs cross-language influence (full model, %)',
-                                stats=results['relatedness_vs_influence_stats'].iloc[0])
+                                stats=stats('relatedness_vs_influence_stats'))
     if path is not None: df.to_csv(Path(path).with_suffix('.csv'), index=False)  # tables: Table 2, statistics
     return df
 
@@ -314,12 +338,21 @@ def write_results(results:dict, out, **kw) -> list[Path]:
     for name in results: plot_result(name, results, out/name, **kw)
     return sorted(out/f"{n}.csv" for n in results)
 
-# %% ../nbs/10_study.ipynb #c041
+# %% ../nbs/10_study.ipynb #c043
 def _hash_frame(df:pd.DataFrame) -> str: return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()
 
 def results_stage(
-    run:Path, shares:pd.DataFrame, acc:dict, xi:dict, focus:str, suboptimal:list, compose:list,
-    relatedness:pd.DataFrame|None, n_boot:int, seed:int, m:int,  # as in `study_results`; m for the titles
+    run:Path,                 # the run folder
+    shares:pd.DataFrame,      # as in `study_results`, like the next seven
+    acc:dict,
+    xi:dict,
+    focus:str,
+    suboptimal:list,
+    compose:list,
+    relatedness:pd.DataFrame|None,
+    n_boot:int,
+    seed:int,
+    m:int,                    # top-m, for the titles
 ) -> dict[str, pd.DataFrame]:
     "Stage 6: `study_results`, cached by its inputs, and every file under RUN/figures (masks' figures included)."
     out = stage_dir(run, 'results', shares=_hash_frame(shares), acc=acc, xi=xi, focus=focus, suboptimal=suboptimal, compose=compose,
@@ -331,18 +364,17 @@ def results_stage(
         out.mkdir(parents=True, exist_ok=True); pd.to_pickle(res, f.with_suffix('.tmp')); os.replace(f.with_suffix('.tmp'), f)
     figs = run/'figures'; stamp = figs/'.inputs'
     if not (stamp.exists() and stamp.read_text() == out.name):
-        stamp.unlink(missing_ok=True)
+        shutil.rmtree(figs, ignore_errors=True)                                # no file of an older result survives
         mask_figures(xi, figs); write_results(res, figs, m=m, focus=focus)
         stamp.write_text(out.name)
     return res
 
-# %% ../nbs/10_study.ipynb #c043
+# %% ../nbs/10_study.ipynb #c045
 def _model_path(spec, model, seed):
     "The encoder to start from: given, or the task's default (the demo builds its own)."
     m = model if model is not None else spec.default_model
     return m(seed=seed) if callable(m) else m
 
-def _fmt(df:pd.DataFrame) -> str: return (df * 100).round(1).to_string()
 
 @dataclass
 class Study:
@@ -357,7 +389,7 @@ class Study:
     settings: dict = field(default_factory=dict)
     def plot(self, name:str): return plot_result(name, self.results, m=self.settings.get('m', 100), focus=self.settings.get('focus', ''))
 
-# %% ../nbs/10_study.ipynb #c044
+# %% ../nbs/10_study.ipynb #c046
 def _train(task, run, path, tok, tsplits, hp, ft, masks, keep, seed, log, t0):
     "Stages 1-3: full fine-tuning, pruning (or given masks), SFT and random SFT."
     full = finetune(load_classifier(path, seed=seed), tok, tsplits, stage_dir(run, 'full', **hp), **ft)
@@ -377,7 +409,7 @@ def _train(task, run, path, tok, tsplits, hp, ft, masks, keep, seed, log, t0):
     log(f"[{task}] SFT with random masks done ({time.time() - t0:.0f} s): {rsft.out_dir}")
     return {'full': full, 'sft': sft, 'rsft': rsft}, xi, rxi
 
-# %% ../nbs/10_study.ipynb #c045
+# %% ../nbs/10_study.ipynb #c047
 def _trace(run, runs, arch, tsplits, variants, epochs, m, norm, progress, log, t0) -> pd.DataFrame:
     "Stages 4-5: sketch every variant at the TracIn checkpoints and score it; all shares in one table."
     train, test, frames = tsplits['train'], tsplits['test'], []
@@ -389,7 +421,7 @@ def _trace(run, runs, arch, tsplits, variants, epochs, m, norm, progress, log, t
         log(f"[{run.name}] influence {i + 1}/{len(variants)} {v['name']} ({time.time() - t0:.0f} s)")
     return pd.concat(frames, ignore_index=True)
 
-# %% ../nbs/10_study.ipynb #c046
+# %% ../nbs/10_study.ipynb #c048
 def run_study(
     task:str='demo',          # xnli | pawsx | marc | demo | demo_single
     model:str|None=None,      # hub name or folder; None: the task's default (xlm-roberta-base; the demo model)
@@ -433,8 +465,10 @@ def run_study(
               lr=lr or spec.lr, epochs=epochs or spec.epochs, batch_size=batch_size)
     ft = dict(lr=hp['lr'], epochs=hp['epochs'], batch_size=batch_size, seed=seed, progress=progress)
     log(f"[{task}] {len(splits['train'])} train / {len(splits['dev'])} dev / {len(splits['test'])} test examples")
-    runs, xi, rxi = _train(task, run, path, tok, tsplits, hp, ft, masks, keep, seed, log, t0)
     ep = _tracin_epochs(tracin_epochs or spec.tracin_epochs, hp['epochs'])
+    _check_choices(list(dict.fromkeys(splits['train']['lang'])), focus, suboptimal, compose, m, n_boot)
+    if report: _check_report()
+    runs, xi, rxi = _train(task, run, path, tok, tsplits, hp, ft, masks, keep, seed, log, t0)
     focus, sub, comp = _choices(xi, focus or spec.focus_lang, suboptimal, compose)
     variants = study_variants(list(xi), xi, rxi, focus, sub, comp)
     log(f"[{task}] TracIn over checkpoints {ep}: {len(variants)} variants, top-m = {m}")
@@ -446,10 +480,12 @@ def run_study(
     table = _accuracy(runs, run)
     settings = dict(task=task, tracin_epochs=ep, m=m, norm=norm, focus=focus, suboptimal=sub, compose=comp)
     st = Study(run, table, xi, res, run/'figures', settings=settings)
-    (run/'study.json').write_text(json.dumps({**settings, 'model': str(path), 'stages': sorted(p.name for p in run.iterdir() if p.is_dir())}, indent=1))
+    used = {**{k: r.out_dir.name for k, r in runs.items()}, 'results': (run/'figures'/'.inputs').read_text()}
+    (run/'study.json').write_text(json.dumps({**settings, 'model': str(path), 'stages': used}, indent=1))
     log(f"[{task}] results and figures ({time.time() - t0:.0f} s) -> {st.figures}\n"
-        f"accuracy (%) per language, full fine-tuning vs SFT vs random SFT (Table 2):\n{_fmt(table)}")
-    if 'relatedness_vs_influence_stats' in res: log(f"[{task}] planted relatedness vs measured influence:\n{res['relatedness_vs_influence_stats'].round(3).to_string(index=False)}")
+        f"test accuracy (%) per language (Table 2):\n{res['table2_accuracy'].set_index('lang').round(1).to_string()}")
+    if 'relatedness_vs_influence_stats' in res:
+        log(f"[{task}] planted relatedness vs measured influence:\n{res['relatedness_vs_influence_stats'].to_string(index=False, float_format=lambda x: f'{x:.3g}')}")
     opts = dict(masks=masks, keep=keep, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
                 split_files=split_files, tracin_epochs=ep, m=m, norm=norm, focus=focus, suboptimal=sub,
                 compose=[list(p) for p in comp], n_boot=n_boot)
@@ -457,23 +493,32 @@ def run_study(
                                 out=str(Path(out).resolve()), scale=scale, seed=seed, options=opts), log, t0)
     return st
 
-# %% ../nbs/10_study.ipynb #c048
+# %% ../nbs/10_study.ipynb #c050
 def _tracin_epochs(epochs, n:int) -> list[int]:
     "The checkpoints TracIn sums over: given, or every epoch; checked against the run's `n` epochs."
     ep = sorted(set(int(e) for e in epochs)) if epochs else list(range(1, n + 1))
     bad = [e for e in ep if not 1 <= e <= n]
     if bad: raise ValueError(f"TracIn epochs {bad} are not checkpoints of a {n}-epoch run (1..{n}).")
+    if ep[-1] != n: raise ValueError(f"TracIn epochs {ep} must include the last one ({n}): which test examples count is judged on the final model.")
     return ep
 
 def _choices(xi, focus, suboptimal, compose):
     "Fig. 3 and Fig. 19's languages: given, or chosen from the masks' similarity (`default_choices`)."
     f, sub, comp = default_choices(xi, focus)
     sub, comp = list(suboptimal or sub), [tuple(p) for p in (compose or comp)]
-    unknown = [l for l in [*sub, *(l for p in comp for l in p)] if l not in xi]
-    if unknown: raise ValueError(f"Unknown language(s) {unknown} in suboptimal/compose; the task has {list(xi)}.")
+    empty = [f'{a}+{b}' for a, b in comp if mask_intersection(xi[a], xi[b]).sum() == 0]
+    if empty: raise ValueError(f"The masks of {empty} share no head: their intersection would switch every head off.")
     return f, sub, comp
 
-# %% ../nbs/10_study.ipynb #c050
+def _check_choices(langs, focus, suboptimal, compose, m, n_boot):
+    "Options that can be checked before any training: one clear error, not one after hours."
+    named = [x for x in [focus, *(suboptimal or []), *(l for p in compose or [] for l in p)] if x is not None]
+    unknown = [l for l in named if l not in langs]
+    if unknown: raise ValueError(f"Unknown language(s) {unknown} in focus/suboptimal/compose; the task has {list(langs)}.")
+    if any(len(p) != 2 or p[0] == p[1] for p in compose or []): raise ValueError(f"compose takes pairs of two different languages, not {compose}.")
+    if m < 1 or n_boot < 1: raise ValueError(f"top-m and n_boot must be at least 1, not {m} and {n_boot}.")
+
+# %% ../nbs/10_study.ipynb #c052
 def _accuracy(runs:dict, run:Path) -> pd.DataFrame:
     "Test and dev accuracy per language of the three fine-tuning runs (RUN/accuracy.csv)."
     table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev') for how, r in runs.items()})
@@ -481,28 +526,34 @@ def _accuracy(runs:dict, run:Path) -> pd.DataFrame:
     table.to_csv(run/'accuracy.csv')
     return table
 
-# %% ../nbs/10_study.ipynb #c052
+# %% ../nbs/10_study.ipynb #c054
 def analysis_template() -> Path:
     "The parameterised analysis notebook papermill executes (in the source checkout: nbs/analysis/study.ipynb)."
     f = Path(__file__).resolve().parents[1]/'nbs'/'analysis'/'study.ipynb'
     if not f.exists(): raise FileNotFoundError(f"{f} not found: the report needs modtrace installed from its source checkout (pip install -e .).")
     return f
 
+def _check_report():
+    "The report's needs, checked before the study starts: the template and papermill."
+    try: analysis_template(); import papermill
+    except (FileNotFoundError, ImportError) as e: raise ValueError(f"{e} (or pass --no-report).") from None
+
 def _files_hash(files) -> str: return fingerprint(**{str(f): hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files})
 
-# %% ../nbs/10_study.ipynb #c053
+# %% ../nbs/10_study.ipynb #c055
 @contextmanager
-def _kernel_stderr(log:Path):
+def _kernel_stderr(log:Path, partial:Path):
     "Send what the kernel process writes to stderr (its start-up chatter) to `log`; on failure, say where it is."
-    import sys
     sys.stderr.flush(); saved = os.dup(2)
     with open(log, 'w') as f:
         os.dup2(f.fileno(), 2)
         try: yield
-        except Exception as e: raise RuntimeError(f"The analysis notebook failed ({e}); the kernel's log: {log}") from e
+        except Exception as e:
+            raise ValueError(f"The analysis notebook failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e!r}. "
+                             f"The executed cells up to the error: {partial}; the kernel's log: {log}.") from e
         finally: sys.stderr.flush(); os.dup2(saved, 2); os.close(saved)
 
-# %% ../nbs/10_study.ipynb #c054
+# %% ../nbs/10_study.ipynb #c056
 def _report(st:Study, params:dict, log, t0):
     "Stage 7: the executed analysis notebook and the docs site, each redone only when its inputs changed."
     import papermill as pm
@@ -512,7 +563,7 @@ def _report(st:Study, params:dict, log, t0):
     stamp = nb.parent/'.inputs'
     if not (nb.exists() and stamp.exists() and stamp.read_text() == key):
         nb.parent.mkdir(parents=True, exist_ok=True)
-        with _kernel_stderr(nb.parent/'kernel.log'):
+        with _kernel_stderr(nb.parent/'kernel.log', nb.with_suffix('.tmp.ipynb')):
             pm.execute_notebook(str(tpl), str(nb.with_suffix('.tmp.ipynb')), parameters=params, progress_bar=False,
                                 cwd=str(nb.parent), kernel_name='python3')
         os.replace(nb.with_suffix('.tmp.ipynb'), nb); stamp.write_text(key)
@@ -521,13 +572,13 @@ def _report(st:Study, params:dict, log, t0):
     docs_key = fingerprint(nb=_files_hash([nb]), nbs=_files_hash(sorted(tpl.parents[1].glob('*.ipynb'))))
     dstamp = st.run/'docs'/'.inputs'
     if not (dstamp.exists() and dstamp.read_text() == docs_key):
-        build_docs(st.run/'docs', pages={'study': nb})
+        with contextlib.chdir(tpl.parents[2]): build_docs(st.run.resolve()/'docs', pages={'study': nb.resolve()})  # Quarto reads the checkout's settings
         dstamp.write_text(docs_key)
     st.docs = st.run/'docs'/'index.html'
     log(f"[{st.run.name}] done in {time.time() - t0:.0f} s.\n  executed notebook: {nb}\n  figures and tables: {st.figures}\n"
         f"  docs site: {st.docs}")
 
-# %% ../nbs/10_study.ipynb #c056
+# %% ../nbs/10_study.ipynb #c058
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='modtrace', description="Language-specialized subnetworks, SFT and TracIn.")
     sub = p.add_subparsers(dest='command', required=True)
@@ -561,7 +612,7 @@ def _pairs(xs):
     if bad: raise ValueError(f"--compose takes pairs written A+B (e.g. es+fr), not {bad}.")
     return [tuple(x.split('+')) for x in xs] if xs else None
 
-# %% ../nbs/10_study.ipynb #c057
+# %% ../nbs/10_study.ipynb #c059
 def main(argv=None):
     "Entry point of the `modtrace` command."
     a = _parser().parse_args(argv)

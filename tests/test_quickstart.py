@@ -30,13 +30,13 @@ def test_demo_study_writes_every_result(demo_run):
     run, out = demo_run
     names = [f.replace('fig3_de_', 'fig3_a1_') for f in FIGURES]                # the demo's focus language: its first
     missing = [f'{n}.{x}' for n in names for x in ('png', 'svg', 'csv') if not (run/'figures'/f'{n}.{x}').exists()]
-    missing += [f'{n}.csv' for n in TABLES + ['relatedness_vs_influence_stats'] if not (run/'figures'/f'{n}.csv').exists()]
+    missing += [f'{n}.csv' for n in TABLES + ['relatedness_vs_influence.stats'] if not (run/'figures'/f'{n}.csv').exists()]
     assert not missing, f"result files missing: {missing}"
     for what in ('executed notebook:', 'figures and tables:', 'docs site:'): assert what in out, out[-2000:]
 
 def test_cross_language_influence_ranks_pairs_as_the_planted_relatedness(demo_run):
     run, _ = demo_run
-    stats = pd.read_csv(run/'figures'/'relatedness_vs_influence_stats.csv').iloc[0]
+    stats = pd.read_csv(run/'figures'/'relatedness_vs_influence.stats.csv').iloc[0]
     assert stats['spearman_rho'] >= 0.8, f"Spearman {stats['spearman_rho']:.3f} [{stats['spearman_lo']:.3f}, {stats['spearman_hi']:.3f}]"
     assert stats['spearman_lo'] <= stats['spearman_rho'] <= stats['spearman_hi']
 

@@ -53,7 +53,7 @@ def test_study_writes_every_result_on_the_real_samples(reference):
     assert not missing, f"result files missing: {missing}"
     assert [s.split('-')[0] for s in stages(run)].count('sketch') >= 2 * 9           # train + test stores of the variants
     acc = pd.read_csv(run/'figures'/'table2_accuracy.csv')
-    assert list(acc.columns) == ['lang', 'full FT', 'SFT', 'random SFT'] and list(acc.lang) == [*LANGS, 'all']
+    assert list(acc.columns) == ['lang', 'full FT', 'full FT + subnetwork', 'SFT', 'random SFT'] and list(acc.lang) == [*LANGS, 'all']
     f10 = pd.read_csv(run/'figures'/'fig10_full_positive.csv')
     assert {'test_lang', 'train_lang', 'value', 'lo', 'hi', 'n'} <= set(f10.columns)
     sums = f10.groupby('test_lang')['value'].sum()                                  # shares of a top-m set sum to 100%
@@ -113,3 +113,33 @@ def test_cli_bad_input_is_one_line(tmp_path, tiny_folder, shared_data):
     with pytest.raises(SystemExit, match=r"modtrace: error: .*Unknown task 'nli'"): main(['study', '--task', 'nli'])
     with pytest.raises(SystemExit, match=r"modtrace: error: top-m = 500 needs at least 1000 training examples"):
         main(args(tiny_folder, shared_data, tmp_path)[:-6] + ['--top-m', '500', '--no-report', '--no-progress'])
+
+def test_every_figure_compares_what_the_paper_compares():
+    "Toy shares: each variant leans on its own language by a distinct amount; every Δ is that variant minus the full model."
+    from modtrace.study import study_variants, study_results
+    langs = ['a', 'b', 'c']
+    xi = {'a': torch.tensor([[1., 1, 0, 0]]), 'b': torch.tensor([[1., 1, 1, 0]]), 'c': torch.tensor([[0., 1, 1, 1]])}
+    vs = study_variants(langs, xi, xi, 'a', ['b', 'c'], [('a', 'b')])
+    own = {v['name']: 0.2 + i / 50 for i, v in enumerate(vs)}                  # each variant's in-language share
+    rows = [{'test_row': i, 'id': str(i), 'lang': l, 'correct': not (v['name'] == 'sft/a' and i == 0), 'epoch': e, 'which': w,
+             'variant': v['name'], **{k: own[v['name']] if k == l else (1 - own[v['name']]) / 2 for k in langs}}
+            for v in vs for e in ('sum', '1', '2') for w in ('pos', 'neg') for l in v['test'] for i in range(4)]
+    acc = {k: [{'test': {l: .8 for l in [*langs, 'all']}}] * 2 for k in ('full FT', 'SFT', 'random SFT')}
+    r = study_results(pd.DataFrame(rows), acc, xi, 'a', ['b', 'c'], [('a', 'b')], n_boot=20)
+    d = lambda name: r[name][r[name].test_lang == r[name].train_lang].set_index(['variant', 'test_lang'])
+    pp = lambda v, base='full': pytest.approx(100 * (own[v] - own[base]))
+    for l in langs:
+        assert d('fig2_subnetworks_delta_positive').loc[(l, l), 'value'] == pp(f'full/{l}')
+        assert d('fig4_sft_delta_negative').loc[(l, l), 'value'] == pp(f'sft/{l}')
+        assert d('fig6_random_sft_delta_positive').loc[(l, l), 'value'] == pp(f'rsft/{l}')
+    assert d('fig4_sft_delta_positive').loc[('a', 'a'), 'n'] == 3                 # one example the SFT model gets wrong: dropped
+    f5 = r['fig5_sft_positive'].set_index(['test_lang', 'train_lang'])['value']
+    assert f5['b', 'b'] == pytest.approx(100 * own['sft/b'])
+    f3 = d('fig3_a_random_suboptimal_delta_positive')['value']
+    assert f3['random seed 1', 'a'] == pp('full/random-1') and f3['mask of c', 'a'] == pp('full/mask-c') and f3['own mask', 'a'] == pp('full/a')
+    f19 = d('fig19_composed_delta_positive')['value']
+    assert f19['a ∩ b', 'b'] == pp('sft/a&b') and f19['a ∪ b', 'a'] == pp('sft/a|b')
+    spec = r['fig16_specialization_per_checkpoint'].set_index(['model', 'epoch', 'test_lang'])['value']
+    assert spec['SFT', 2, 'c'] == pytest.approx(100 * own['sft/c']) and spec['random SFT', 1, 'a'] == pytest.approx(100 * own['rsft/a'])
+    t2 = r['table2_accuracy'].set_index('lang')
+    assert (t2['full FT + subnetwork'] == 100).all() and (t2['SFT'] == 80).all()
