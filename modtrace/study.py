@@ -358,12 +358,13 @@ def results_stage(
     out = stage_dir(run, 'results', shares=_hash_frame(shares), acc=acc, xi=xi, focus=focus, suboptimal=suboptimal, compose=compose,
                     relatedness=None if relatedness is None else relatedness.to_dict(), n_boot=n_boot, seed=seed)
     f = out/'results.pkl'
-    if f.exists(): res = pd.read_pickle(f)
+    fresh = not f.exists()
+    if not fresh: res = pd.read_pickle(f)
     else:
         res = study_results(shares, acc, xi, focus, suboptimal, compose, relatedness, n_boot=n_boot, seed=seed)
         out.mkdir(parents=True, exist_ok=True); pd.to_pickle(res, f.with_suffix('.tmp')); os.replace(f.with_suffix('.tmp'), f)
     figs = run/'figures'; stamp = figs/'.inputs'
-    if not (stamp.exists() and stamp.read_text() == out.name):
+    if fresh or not (stamp.exists() and stamp.read_text() == out.name):
         shutil.rmtree(figs, ignore_errors=True)                                # no file of an older result survives
         mask_figures(xi, figs); write_results(res, figs, m=m, focus=focus)
         stamp.write_text(out.name)
