@@ -116,7 +116,7 @@ def sketch_stage(
     "One `SketchStore` per checkpoint θ_e of `ft` for `ds` under mask ξ, cached and resumable."
     sk = {**SKETCH, **sketch}
     epochs = list(epochs or range(1, len(ft.checkpoints) + 1))
-    out = stage_dir(run, 'sketch', ft=ft.out_dir.name, xi=xi, examples=_key(ds), epochs=epochs, **sk)
+    out = stage_dir(run, 'sketch', ft=str(ft.out_dir.resolve()), xi=xi, examples=_key(ds), epochs=epochs, **sk)
     cks = [ft.checkpoints[e - 1] for e in epochs]
     return sketch_checkpoints(arch, ds, cks, out, xi=xi, progress=progress, model_name=ft.out_dir.name, batch_size=64, **sk)
 

@@ -36,8 +36,8 @@ def stages(run): return sorted(p.name for p in run.iterdir() if p.is_dir() and p
 
 def results(run) -> dict:
     "Every CSV the study writes: figures' numbers, tables and the per-variant shares."
-    fs = sorted((run/'figures').glob('*.csv')) + sorted(run.glob('influence-*/shares.csv'))
-    return {str(f.relative_to(run)): f.read_bytes() for f in fs}
+    out = {str(f.relative_to(run)): f.read_bytes() for f in sorted((run/'figures').glob('*.csv'))}
+    return {**out, 'shares': sorted(f.read_bytes() for f in run.glob('influence-*/shares.csv'))}  # stage names hold the run's path
 
 @pytest.fixture(scope='module')
 def reference(tmp_path_factory, tiny_folder, shared_data):
@@ -143,3 +143,10 @@ def test_every_figure_compares_what_the_paper_compares():
     assert spec['SFT', 2, 'c'] == pytest.approx(100 * own['sft/c']) and spec['random SFT', 1, 'a'] == pytest.approx(100 * own['rsft/a'])
     t2 = r['table2_accuracy'].set_index('lang')
     assert (t2['full FT + subnetwork'] == 100).all() and (t2['SFT'] == 80).all()
+
+def test_a_moved_run_folder_still_completes_with_the_same_results(reference, tiny_folder, shared_data, tmp_path):
+    _, ref = reference
+    shutil.copytree(ref, tmp_path/'pawsx')                                       # fine-tuning is reused, sketches are redone
+    run_study(**kw(tiny_folder, shared_data, tmp_path))
+    figures = lambda run: {k: v for k, v in results(run).items() if k != 'shares'}  # (the copy also holds the old stages)
+    assert figures(tmp_path/'pawsx') == figures(ref)
