@@ -19,7 +19,7 @@ from .subnetworks import (find_subnetworks, save_subnetworks, load_subnetworks, 
 from .store import sketch_checkpoints
 from .influence import influence
 from .aggregate import example_shares, contributions, delta, specialization, correlation, relatedness_agreement
-from .figures import plot_contributions, plot_correlation, plot_layer_correlation, plot_specialization_curves
+from .figures import plot_contributions, plot_correlation, plot_layer_correlation, plot_specialization_curves, table2
 
 # %% auto #0
 __all__ = ['PAPER_SIZES', 'SKETCH', 'TITLES', 'fingerprint', 'stage_dir', 'study_masks', 'study_splits', 'data_fingerprint',
@@ -232,9 +232,9 @@ def _mask_vs_influence(xi:dict, pos:pd.DataFrame, neg:pd.DataFrame, **kw) -> dic
 def _table2(shares, acc:dict, langs) -> pd.DataFrame:
     "Table 2: test accuracy (%) of the full model, the full model with each language's subnetwork at test time, SFT and random SFT."
     sub = pd.concat([_pick(shares, f'full/{l}') for l in langs])                  # the final model's predictions under ξ_l
-    t = pd.DataFrame({k: {l: 100 * v[-1]['test'][l] for l in [*langs, 'all']} for k, v in acc.items()})
+    t = table2(acc).set_index('lang').loc[[*langs, 'all']]                      # the runs' own test accuracy
     t.insert(1, 'full FT + subnetwork', {**(100 * sub.groupby('lang')['correct'].mean()).to_dict(), 'all': 100 * sub['correct'].mean()})
-    return t.rename_axis('lang').reset_index()
+    return t.reset_index()
 
 # %% ../nbs/10_study.ipynb #c033
 def study_results(
