@@ -65,7 +65,7 @@ def _check_page(d, url, title):
 def test_site_is_built_from_the_notebooks(site):
     names = {p.name for p in sidebar(ROOT/'nbs')} | {'study'}
     assert {p.stem for p in site.parent.glob('*.html')} == names
-    lib = (site.parent/'00_data.html').read_text()
+    lib = (site.parent/'01_data.html').read_text()
     assert 'celltag_docs-export' in lib and '>TaskSpec<' in lib        # library code shown, as exported source
     assert 'default_exp' not in lib and '#| export' not in lib          # hidden cells and directive lines gone
 
