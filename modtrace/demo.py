@@ -4,8 +4,7 @@
 
 # %% ../nbs/03_demo.ipynb #c003
 from __future__ import annotations
-import hashlib, json, math, os, shutil, tempfile, time
-from collections import Counter
+import hashlib, json, math, os, time
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
@@ -13,45 +12,19 @@ from tqdm.auto import tqdm
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorForLanguageModeling,
                           PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaForMaskedLM)
+from .core import BUILDS, atomic_build, cache_dir
 from .data import TaskSpec, register_task
 
 # %% auto #0
-__all__ = ['DEMO_VERSION', 'BUILDS', 'DEMO_LANGS', 'PATTERNS', 'CONCEPTS', 'WORD_ORDER', 'DEMO_SIZES', 'SPECIAL_TOKENS',
-           'MODEL_DEFAULTS', 'DEMO_LR', 'DEMO_EPOCHS', 'DEMO_TRACIN_EPOCHS', 'cache_dir', 'atomic_build',
-           'planted_relatedness', 'lexicon', 'clause_concepts', 'render', 'sentiment_item', 'sentiment_label',
-           'demo_sizes', 'demo_data', 'vocabularies', 'realised_relatedness', 'train_tokenizer', 'demo_corpus',
-           'pretrain_mlm', 'demo_model']
+__all__ = ['DEMO_VERSION', 'DEMO_LANGS', 'PATTERNS', 'CONCEPTS', 'WORD_ORDER', 'DEMO_SIZES', 'SPECIAL_TOKENS', 'MODEL_DEFAULTS',
+           'DEMO_LR', 'DEMO_EPOCHS', 'DEMO_TRACIN_EPOCHS', 'planted_relatedness', 'lexicon', 'clause_concepts',
+           'render', 'sentiment_item', 'sentiment_label', 'demo_sizes', 'demo_data', 'vocabularies',
+           'realised_relatedness', 'train_tokenizer', 'demo_corpus', 'pretrain_mlm', 'demo_model']
 
 # %% ../nbs/03_demo.ipynb #c008
 DEMO_VERSION = 1  # bump when the generator changes: old caches are then simply not found
 
-def cache_dir() -> Path:
-    "The modtrace cache: `$MODTRACE_CACHE`, else `~/.cache/modtrace`."
-    return Path(os.environ.get('MODTRACE_CACHE') or Path.home()/'.cache'/'modtrace')
-
-# %% ../nbs/03_demo.ipynb #c010
-BUILDS = Counter()  # how many times each kind of folder was built in this process ('data', 'model')
-
-def atomic_build(
-    final:Path,  # the folder to produce
-    build,       # callable(tmp_folder) that writes the folder's contents
-    kind:str,    # counted in `BUILDS`
-) -> Path:
-    "`final` if it exists; else build it in a temporary sibling and rename it into place (never half-written)."
-    final = Path(final)
-    if final.is_dir(): return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{final.name}.tmp-', dir=final.parent))
-    try:
-        build(tmp)
-        BUILDS[kind] += 1
-        try: os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir(): raise  # else another process finished the same build first: keep theirs
-    finally: shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-# %% ../nbs/03_demo.ipynb #c014
+# %% ../nbs/03_demo.ipynb #c011
 DEMO_LANGS = ('a1', 'a2', 'b1', 'b2', 'z1')
 
 PATTERNS = (  # (fraction of the concepts, groups of languages sharing one surface form)
@@ -74,7 +47,7 @@ def planted_relatedness(
                     if l != k: R.loc[l, k] += frac
     return R.round(6)
 
-# %% ../nbs/03_demo.ipynb #c018
+# %% ../nbs/03_demo.ipynb #c015
 def _concepts() -> pd.DataFrame:
     "The shared concept inventory: name, category, polarity."
     rows = ([(f'noun{i:02d}', 'noun', 0) for i in range(40)] + [(f'good{i}', 'adj', 1) for i in range(10)]
@@ -84,7 +57,7 @@ def _concepts() -> pd.DataFrame:
 
 CONCEPTS = _concepts()
 
-# %% ../nbs/03_demo.ipynb #c021
+# %% ../nbs/03_demo.ipynb #c018
 _CONS, _VOWELS = 'ptkbdgmnlrsvzfhj', 'aeiou'
 
 def _new_form(rng, used:set) -> str:
@@ -114,7 +87,7 @@ def lexicon(
     out = pd.DataFrame.from_dict(lex, orient='index').loc[CONCEPTS.index]
     return pd.concat([CONCEPTS, out], axis=1)
 
-# %% ../nbs/03_demo.ipynb #c025
+# %% ../nbs/03_demo.ipynb #c022
 WORD_ORDER = {  # clause order, adjective before noun, determiner before NP, adposition before NP
     'a1': dict(clause='SVO', adj_first=True,  det_first=True,  prep=True),
     'a2': dict(clause='SVO', adj_first=False, det_first=True,  prep=True),
@@ -149,7 +122,7 @@ def render(
     for i, c in enumerate(clauses): cs += (['AND'] if i else []) + clause_concepts(c, lang)
     return ' '.join(lex.at[c, lang] for c in cs)
 
-# %% ../nbs/03_demo.ipynb #c030
+# %% ../nbs/03_demo.ipynb #c027
 _SLOTS = dict(sa='adj', sn='noun', v='verb', oa='adj', on='noun', place='noun')
 _BY_CAT = {cat: list(CONCEPTS.index[CONCEPTS.category == cat]) for cat in ('noun', 'adj', 'verb')}
 _BY_POL = {p: list(CONCEPTS.index[(CONCEPTS.category == 'adj') & (CONCEPTS.polarity == p)]) for p in (-1, 0, 1)}
@@ -181,14 +154,14 @@ def sentiment_label(clauses:list) -> int:
     "THE demo label rule: 1 if the adjectives' polarities sum to > 0."
     return int(sum(CONCEPTS.at[c[s], 'polarity'] for c in clauses for s in ('sa', 'oa')) > 0)
 
-# %% ../nbs/03_demo.ipynb #c033
+# %% ../nbs/03_demo.ipynb #c030
 DEMO_SIZES = dict(train=400, dev=100, test=200)  # examples per language and split at scale 1
 
 def demo_sizes(scale:float=1.0) -> dict:
     "Examples per language and split at `scale` (even, at least 2)."
     return {s: max(2, 2 * round(n * scale / 2)) for s, n in DEMO_SIZES.items()}
 
-# %% ../nbs/03_demo.ipynb #c035
+# %% ../nbs/03_demo.ipynb #c032
 def _balanced(rng, n) -> list[int]:
     return [int(y) for y in rng.permutation([1]*(n//2) + [0]*(n - n//2))]
 
@@ -221,7 +194,7 @@ def _single_rows(seed, sizes, lex) -> dict:
             out[l][split] = rows
     return out
 
-# %% ../nbs/03_demo.ipynb #c037
+# %% ../nbs/03_demo.ipynb #c034
 def _write_jsonl(path:Path, rows):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, 'w', encoding='utf-8') as f:
@@ -244,7 +217,7 @@ def demo_data(
                                                      languages=DEMO_LANGS, word_order=WORD_ORDER), indent=1))
     return atomic_build(final, build, 'data')
 
-# %% ../nbs/03_demo.ipynb #c043
+# %% ../nbs/03_demo.ipynb #c040
 def vocabularies(
     root:Path,  # a `demo_data` folder
 ) -> dict[str, set]:
@@ -264,7 +237,7 @@ def realised_relatedness(
     return pd.DataFrame([[len(V[l] & V[k]) / ((len(V[l]) + len(V[k])) / 2) for k in DEMO_LANGS] for l in DEMO_LANGS],
                         index=list(DEMO_LANGS), columns=list(DEMO_LANGS))
 
-# %% ../nbs/03_demo.ipynb #c047
+# %% ../nbs/03_demo.ipynb #c044
 SPECIAL_TOKENS = ('<s>', '<pad>', '</s>', '<unk>', '<mask>')
 
 def train_tokenizer(
@@ -280,7 +253,7 @@ def train_tokenizer(
                                    pad_token='<pad>', mask_token='<mask>', cls_token='<s>', sep_token='</s>',
                                    model_max_length=max_length)
 
-# %% ../nbs/03_demo.ipynb #c049
+# %% ../nbs/03_demo.ipynb #c046
 def _moody_clause(rng, mood:int, place=True) -> dict:
     "A random clause whose adjectives follow `mood` (+1/-1): 50% of its polarity, 40% neutral, 10% the other."
     c = _draw_clause(rng, place)
@@ -308,7 +281,7 @@ def _flat(items) -> list[str]:
     "Every sentence of a corpus' items (pairs split)."
     return [s for t in items for s in (t if isinstance(t, tuple) else (t,))]
 
-# %% ../nbs/03_demo.ipynb #c052
+# %% ../nbs/03_demo.ipynb #c049
 def pretrain_mlm(
     model,              # XLMRobertaForMaskedLM
     tokenizer,          # its tokenizer
@@ -337,7 +310,7 @@ def pretrain_mlm(
         losses.append(tot / len(enc))
     return losses
 
-# %% ../nbs/03_demo.ipynb #c053
+# %% ../nbs/03_demo.ipynb #c050
 MODEL_DEFAULTS = dict(layers=4, heads=4, hidden=64, n_per_lang=3000, epochs=4, batch_size=64, lr=1e-3, max_length=128)
 
 def _model_key(seed, kw) -> str:
@@ -369,7 +342,7 @@ def demo_model(
                                                         languages=DEMO_LANGS), indent=1))
     return atomic_build(cache_dir()/_model_key(seed, kw), build, 'model')
 
-# %% ../nbs/03_demo.ipynb #c061
+# %% ../nbs/03_demo.ipynb #c058
 DEMO_LR, DEMO_EPOCHS = 1e-3, 10
 DEMO_TRACIN_EPOCHS = (2, 4, 6, 8, 10)  # every second checkpoint: the paper's 5 checkpoints, not epoch 1 (at chance)
 register_task(TaskSpec('demo', DEMO_LANGS, ('sentence1', 'sentence2'), 'label', (0, 1), DEMO_LR, DEMO_EPOCHS, True,

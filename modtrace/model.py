@@ -4,14 +4,18 @@
 
 # %% ../nbs/02_model.ipynb #c002
 from __future__ import annotations
+import json
 from contextlib import contextmanager
+from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+from .core import write_json
 
 # %% auto #0
-__all__ = ['ModelError', 'load_tokenizer', 'load_classifier', 'encoder_layers', 'model_shape', 'check_mask', 'mask_from',
-           'HeadGate', 'head_gate', 'head_param_masks', 'shuffle_mask', 'random_mask', 'save_masks', 'load_masks']
+__all__ = ['ModelError', 'load_tokenizer', 'load_classifier', 'encoder_layers', 'model_shape', 'toy_classifier', 'cross_entropy',
+           'load_checkpoint', 'check_mask', 'check_masks', 'mask_from', 'HeadGate', 'head_gate', 'head_param_masks',
+           'shuffle_mask', 'random_mask', 'save_masks', 'load_masks']
 
 # %% ../nbs/02_model.ipynb #c005
 class ModelError(ValueError):
@@ -62,22 +66,81 @@ def model_shape(model:nn.Module) -> tuple[int, int]:
     "(layers L, heads H) of the encoder: the shape of a head mask ξ."
     return len(encoder_layers(model)), model.config.num_attention_heads
 
-# %% ../nbs/02_model.ipynb #c015
-def check_mask(
-    xi:torch.Tensor,             # (L, H) or (B, L, H)
-    shape:tuple[int, int],       # (L, H) of the model
-    batch:int|None=None,         # batch size, to check a per-example mask against
-) -> torch.Tensor:
-    "Validate a head mask ξ against the model's (L, H); one clear error if it does not fit."
-    xi = torch.as_tensor(xi)
-    if xi.dim() not in (2, 3) or tuple(xi.shape[-2:]) != tuple(shape):
-        raise ModelError(f"Head mask has shape {tuple(xi.shape)}; this model needs (layers, heads) = {tuple(shape)} "
-                         f"or (batch, {shape[0]}, {shape[1]}).")
-    if xi.dim() == 3 and batch is not None and xi.shape[0] != batch:
-        raise ModelError(f"Per-example head mask has {xi.shape[0]} rows but the batch has {batch} examples.")
-    return xi
+# %% ../nbs/02_model.ipynb #c013
+def toy_classifier(
+    layers:int=2, heads:int=4, hidden:int=16,  # the encoder's size
+    vocab:int=60,              # token ids 0..vocab-1 (XLM-R's specials: <s>=0, <pad>=1, </s>=2)
+    num_labels:int=2,          # classes
+    seed:int=0,                # seeds the random initialisation
+    attn:str='eager',          # 'eager' | 'sdpa'
+    max_positions:int=66,      # longest input (+2 for XLM-R's position offset)
+    dtype=torch.float32,
+) -> nn.Module:
+    "A tiny random-init XLM-R sequence classifier in eval mode: the stand-in for XLM-R in examples and tests."
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+    torch.manual_seed(seed)
+    cfg = XLMRobertaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                           intermediate_size=2 * hidden, max_position_embeddings=max_positions, num_labels=num_labels,
+                           pad_token_id=1, bos_token_id=0, eos_token_id=2, attn_implementation=attn)
+    return XLMRobertaForSequenceClassification(cfg).to(dtype).eval()
 
 # %% ../nbs/02_model.ipynb #c017
+def cross_entropy(
+    logits:torch.Tensor,   # (B, classes)
+    labels:torch.Tensor,   # (B,) gold class ids
+    reduction:str='none',  # 'none': one loss per example | 'sum' | 'mean'
+) -> torch.Tensor:
+    "The default `loss_fn`: the classifier's cross-entropy with the gold label (Eq. 1, Eq. 2)."
+    return nn.functional.cross_entropy(logits, labels, reduction=reduction)
+
+# %% ../nbs/02_model.ipynb #c021
+def load_checkpoint(
+    model:nn.Module,   # a classifier of the checkpoint's architecture; its weights are replaced in place
+    folder,            # a `save_pretrained` folder (e.g. a fine-tuning run's `epoch-3`)
+) -> nn.Module:
+    "Copy the weights saved in `folder` into `model`, in place (its dtype kept); returns `model`."
+    saved = _from_pretrained(type(model), folder, dtype=next(model.parameters()).dtype)
+    model.load_state_dict(saved.state_dict())
+    return model
+
+# %% ../nbs/02_model.ipynb #c025
+def check_mask(
+    xi,                          # (L, H) or (B, L, H) mask (tensor, array or nested lists)
+    shape:tuple[int, int],       # (L, H) of the model
+    batch:int|None=None,         # batch size, to check a per-example mask against
+    single:bool=False,           # must be one (L, H) mask, not per-example
+    binary:bool=False,           # must hold only 0s and 1s (a subnetwork)
+    nonempty:bool=False,         # must enable at least one head
+    name:str='Head mask',        # how errors call it, e.g. "masks['de']"
+) -> torch.Tensor:
+    "THE check of a head mask ξ against the model's (L, H): ξ as a tensor, or one clear `ModelError`."
+    xi = torch.as_tensor(xi)
+    if xi.dim() not in ((2,) if single else (2, 3)) or tuple(xi.shape[-2:]) != tuple(shape):
+        raise ModelError(f"{name} has shape {tuple(xi.shape)}; this model needs (layers, heads) = {tuple(shape)}"
+                         + ("." if single else f" or (batch, {shape[0]}, {shape[1]})."))
+    if xi.dim() == 3 and batch is not None and xi.shape[0] != batch:
+        raise ModelError(f"{name} holds per-example masks for {xi.shape[0]} rows but the batch has {batch} examples.")
+    if binary and not bool(((xi == 0) | (xi == 1)).all()): raise ModelError(f"{name} must hold only 0s and 1s (a subnetwork).")
+    if nonempty and bool((xi.reshape(-1, *shape).sum((1, 2)) == 0).any()): raise ModelError(f"{name} enables no head.")
+    return xi
+
+# %% ../nbs/02_model.ipynb #c030
+def check_masks(
+    masks:dict,                  # {lang: (L, H) binary mask}
+    shape:tuple[int, int],       # (L, H) of the model
+    langs=None,                  # languages that must have a mask (default: those of `masks`)
+    what:str='masks',            # how errors call the set, e.g. a file name
+) -> dict[str, torch.Tensor]:
+    "{lang: float (L, H) binary mask} for each of `langs`, checked; one clear `ModelError` otherwise."
+    if not isinstance(masks, dict): raise ModelError(f"{what} must be a dict {{lang: (L, H) mask}}, got {type(masks).__name__}.")
+    langs = list(masks) if langs is None else list(langs)
+    if not langs: raise ModelError(f"{what} holds no mask.")
+    if missing := [l for l in langs if l not in masks]:
+        raise ModelError(f"{what} has no mask for language(s) {missing}; it has {sorted(masks)}.")
+    return {l: check_mask(torch.as_tensor(masks[l]).float(), shape, single=True, binary=True, nonempty=True,
+                          name=f"{what}: the mask for {l!r}") for l in langs}
+
+# %% ../nbs/02_model.ipynb #c033
 def mask_from(
     disabled,          # iterable of (layer, head) pairs to switch off
     shape:tuple[int, int], # (L, H)
@@ -87,7 +150,7 @@ def mask_from(
     for l, h in disabled: xi[l, h] = 0.
     return xi
 
-# %% ../nbs/02_model.ipynb #c020
+# %% ../nbs/02_model.ipynb #c036
 class HeadGate:
     "Context manager that scales each head's context slice by ξ before the attention output projection."
     def __init__(self, model:nn.Module, xi:torch.Tensor):
@@ -122,7 +185,7 @@ class HeadGate:
         for h in self.handles: h.remove()
         self.handles = []
 
-# %% ../nbs/02_model.ipynb #c021
+# %% ../nbs/02_model.ipynb #c037
 def head_gate(
     model:nn.Module,    # an encoder classifier (see `encoder_layers`)
     xi:torch.Tensor,    # (L, H) mask, or (B, L, H) per-example masks; binary or real-valued
@@ -130,7 +193,7 @@ def head_gate(
     "Gate `model`'s attention heads by ξ inside a `with` block (Sec. 3.1)."
     return HeadGate(model, xi)
 
-# %% ../nbs/02_model.ipynb #c029
+# %% ../nbs/02_model.ipynb #c045
 def head_param_masks(
     model:nn.Module,   # an encoder classifier
     xi:torch.Tensor,   # (L, H) binary mask; entries == 0 are the disabled heads
@@ -155,7 +218,7 @@ def head_param_masks(
         out[names[W_O]] = rows[None, :].expand_as(W_O).clone()      # columns of W_O
     return out
 
-# %% ../nbs/02_model.ipynb #c032
+# %% ../nbs/02_model.ipynb #c048
 def shuffle_mask(
     xi:torch.Tensor,  # (L, H) binary mask
     seed:int=0,       # the paper uses seeds 0, 1, 2
@@ -165,7 +228,7 @@ def shuffle_mask(
     flat = torch.as_tensor(xi, dtype=torch.float32).flatten()
     return flat[torch.randperm(flat.numel(), generator=g)].reshape(xi.shape)
 
-# %% ../nbs/02_model.ipynb #c033
+# %% ../nbs/02_model.ipynb #c049
 def random_mask(
     n_layers:int, n_heads:int,  # the model's (L, H)
     n_enabled:int,              # heads kept
@@ -177,11 +240,7 @@ def random_mask(
     xi = torch.zeros(n_layers * n_heads); xi[:n_enabled] = 1
     return shuffle_mask(xi.reshape(n_layers, n_heads), seed)
 
-# %% ../nbs/02_model.ipynb #c036
-import json, os, tempfile
-from pathlib import Path
-
-# %% ../nbs/02_model.ipynb #c037
+# %% ../nbs/02_model.ipynb #c052
 def save_masks(
     path,                                # the .json file to write (atomically)
     masks:dict[str, torch.Tensor],       # language -> (L, H) binary mask
@@ -194,13 +253,10 @@ def save_masks(
     (L, H), path = shapes.pop(), Path(path)
     doc = {'n_layers': L, 'n_heads': H, **meta,
            'masks': {k: torch.as_tensor(m).float().tolist() for k, m in masks.items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
-    with os.fdopen(fd, 'w') as f: json.dump(doc, f)
-    os.replace(tmp, path)
+    write_json(path, doc)
     return path
 
-# %% ../nbs/02_model.ipynb #c038
+# %% ../nbs/02_model.ipynb #c053
 def load_masks(
     path,                     # a file written by `save_masks`
     model:nn.Module|None=None,  # when given, the file must match its (layers, heads)
@@ -214,7 +270,5 @@ def load_masks(
     if model is not None and shape != model_shape(model):
         raise ModelError(f"{path} holds masks for a model with (layers, heads) = {shape}, "
                          f"but this model has {model_shape(model)}.")
-    masks = {k: check_mask(torch.tensor(v, dtype=torch.float32), shape) for k, v in doc['masks'].items()}
-    for k, v in masks.items():
-        if v.sum() == 0: raise ModelError(f"{path}: the mask for {k!r} enables no head.")
+    return check_masks(doc['masks'], shape, what=str(path))
     return masks
