@@ -16,24 +16,27 @@ from torch.utils.data import DataLoader
 from datasets import Dataset
 from accelerate import Accelerator
 from accelerate.utils import set_seed, DistributedType
-from transformers import DataCollatorWithPadding, get_scheduler
+from transformers import get_scheduler
 from tqdm.auto import tqdm
-from .model import ModelError, check_mask, head_gate, head_param_masks, model_shape
+from .core import evaluating, write_json
+from .model import (check_mask, check_masks, cross_entropy, head_gate, head_param_masks, load_checkpoint,
+                            model_shape)
 from .data import tokenize
 
 # %% auto #0
-__all__ = ['MODEL_INPUTS', 'pad_collator', 'languages', 'model_columns', 'EpochBatches', 'LanguageBatches', 'predict', 'accuracy',
-           'evaluate', 'frozen_entries', 'step_frozen', 'train_step', 'complete_epochs', 'checkpoint_dir',
-           'accuracy_table', 'FinetuneResult', 'finetune']
+__all__ = ['MODEL_INPUTS', 'pad_collator', 'languages', 'model_columns', 'model_inputs', 'example_loader', 'EpochBatches',
+           'LanguageBatches', 'example_masks', 'split_masks', 'predict', 'accuracy', 'evaluate', 'frozen_entries',
+           'step_frozen', 'train_step', 'complete_epochs', 'checkpoint_dir', 'accuracy_table', 'FinetuneResult',
+           'finetune']
 
 # %% ../nbs/04_finetune.ipynb #c007
 def pad_collator(
-    tokenizer=None,        # the model's tokenizer; None -> pad `input_ids` with `pad_token_id`
-    pad_token_id:int=1,    # used only without a tokenizer (XLM-R's <pad> is 1)
+    pad_token_id:int=1,    # the model's `config.pad_token_id` (XLM-R's <pad> is 1)
 ):
-    "Dynamic padding of token-id rows (plus integer columns such as `labels`, `lang_id`) into a batch of tensors."
-    if tokenizer is not None: return DataCollatorWithPadding(tokenizer)
+    "Dynamic right-padding of unpadded rows into a batch of tensors; an `attention_mask` from each row's length if absent."
     def collate(rows):
+        if 'input_ids' in rows[0] and 'attention_mask' not in rows[0]:
+            rows = [{**r, 'attention_mask': [1] * len(r['input_ids'])} for r in rows]  # the row's own tokens, no guessing
         out = {}
         for k in rows[0]:
             vals = [torch.as_tensor(r[k]) for r in rows]
@@ -60,11 +63,39 @@ def model_columns(
                                  "Pass splits from modtrace.data (tokenized with `tokenize`, or raw with a tokenizer).")
     langs = langs or languages(ds)
     lid = {l: i for i, l in enumerate(langs)}
+    if unknown := sorted(set(ds['lang']) - set(lid)): raise ValueError(f"The split has language(s) {unknown} not in {langs}.")
     ds = ds.map(lambda b: {'lang_id': [lid[l] for l in b['lang']]}, batched=True)
     keep = [c for c in MODEL_INPUTS if c in ds.column_names] + ['label', 'lang_id']
     return ds.select_columns(keep).rename_column('label', 'labels')
 
-# %% ../nbs/04_finetune.ipynb #c013
+# %% ../nbs/04_finetune.ipynb #c014
+def model_inputs(
+    batch:dict,     # a padded batch (`pad_collator`), or one unpadded example (1, T)
+    device=None,    # where the tensors go
+) -> dict:
+    "The model's inputs of a batch, on `device`, with its attention mask (required for several rows, all ones for one)."
+    x = {k: torch.as_tensor(batch[k]).to(device) for k in MODEL_INPUTS if k in batch}
+    if 'attention_mask' not in x:
+        if len(x['input_ids']) != 1:
+            raise ValueError("A batch of several examples needs its `attention_mask`: padding cannot be told from text "
+                             "afterwards. Build batches with `modtrace.finetune.example_loader` (or `pad_collator`).")
+        x['attention_mask'] = torch.ones_like(x['input_ids'])                     # one unpadded example: every token counts
+    return x
+
+# %% ../nbs/04_finetune.ipynb #c017
+def example_loader(
+    ds:Dataset,                 # tokenized examples with `lang`, `label`, `input_ids` (+ `attention_mask`, `token_type_ids`)
+    pad_token_id:int,           # the model's `config.pad_token_id`
+    batch_size:int=32,          # examples per batch (ignored with `batch_sampler`)
+    langs:list[str]|None=None,  # language order for `lang_id`; default: `languages(ds)`
+    batch_sampler=None,         # e.g. `EpochBatches` or `LanguageBatches` (training); None: dataset order
+) -> DataLoader:
+    "Batches of `ds` (model inputs, `labels`, `lang_id`), padded per batch: every loop over a split uses this."
+    cols, collate = model_columns(ds, langs), pad_collator(pad_token_id)
+    if batch_sampler is not None: return DataLoader(cols, batch_sampler=batch_sampler, collate_fn=collate)
+    return DataLoader(cols, batch_size=batch_size, collate_fn=collate)
+
+# %% ../nbs/04_finetune.ipynb #c021
 class EpochBatches:
     "Batch sampler: the whole set shuffled every epoch, the order seeded by (seed, epoch)."
     def __init__(self, n:int, batch_size:int, seed:int=0): self.n, self.bs, self.seed, self.epoch = n, batch_size, seed, 0
@@ -74,7 +105,7 @@ class EpochBatches:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
         for i in range(0, self.n, self.bs): yield order[i:i + self.bs].tolist()
 
-# %% ../nbs/04_finetune.ipynb #c016
+# %% ../nbs/04_finetune.ipynb #c025
 class LanguageBatches:
     "Batch sampler for SFT: one language per batch, every language equally often, languages in random order."
     def __init__(self,
@@ -104,29 +135,27 @@ class LanguageBatches:
     def __iter__(self):
         for _, batches in self.steps(): yield from batches
 
-# %% ../nbs/04_finetune.ipynb #c019
-def _example_masks(xi, lang_id, langs):
-    "The gate's mask for one batch: xi itself, or per-example masks (B, L, H) from {lang: xi}."
+# %% ../nbs/04_finetune.ipynb #c029
+def example_masks(
+    xi,                       # None | one (L, H) mask | {lang: (L, H) mask}
+    lang_id:torch.Tensor,     # (B,) each example's index into `langs`
+    langs:list[str],          # the language order of `lang_id`
+):
+    "The gate's mask for one batch: `xi` itself, or per-example masks (B, L, H) from {lang: xi}."
     if not isinstance(xi, dict): return xi
     return torch.stack([xi[langs[i]] for i in lang_id.tolist()])   # (B, L, H)
 
-def _check_masks(masks:dict, shape, langs) -> dict:
-    "Masks as float (L, H) tensors, one for each of `langs`, binary; one clear ValueError otherwise."
-    if not isinstance(masks, dict): raise ValueError(f"masks must be a dict {{lang: (L, H) mask}}, got {type(masks).__name__}.")
-    missing = [l for l in langs if l not in masks]
-    if missing: raise ValueError(f"masks has no mask for language(s) {missing} present in the data; it has {sorted(masks)}.")
-    out = {}
-    for l in langs:
-        xi = torch.as_tensor(masks[l]).float()
-        try: check_mask(xi, shape)
-        except ModelError as e: raise ModelError(f"masks[{l!r}]: {e}") from None
-        if xi.dim() != 2 or not bool(((xi == 0) | (xi == 1)).all()):
-            raise ValueError(f"masks[{l!r}] must be one binary (layers, heads) mask of 0s and 1s.")
-        if xi.sum() == 0: raise ValueError(f"masks[{l!r}] enables no head.")
-        out[l] = xi
-    return out
+def split_masks(
+    model:nn.Module,          # the classifier the masks will gate
+    xi,                       # None | (L, H) mask | {lang: (L, H) mask}
+    langs:list[str],          # the split's languages: each needs a mask when `xi` is a dict
+):
+    "A split's head mask(s), checked against the model and the split's languages (float tensors)."
+    if xi is None: return None
+    if isinstance(xi, dict): return check_masks(xi, model_shape(model), langs)
+    return check_mask(torch.as_tensor(xi).float(), model_shape(model))
 
-# %% ../nbs/04_finetune.ipynb #c020
+# %% ../nbs/04_finetune.ipynb #c031
 @torch.no_grad()
 def predict(
     model:nn.Module,          # a sequence classifier
@@ -135,37 +164,34 @@ def predict(
     batch_size:int=64,
     accelerator:Accelerator|None=None,  # shard the work over processes (inside `finetune`); None: model's device
     progress:bool=True,       # tqdm bar
+    loss_fn=cross_entropy,    # per-example loss `(logits, labels, reduction) -> loss` (`modtrace.model.cross_entropy`)
 ) -> pd.DataFrame:
     "Per example: id, lang, label, pred, loss, correct (dataset order), optionally under a head mask."
     base = accelerator.unwrap_model(model) if accelerator else model
     langs = languages(ds)
-    if isinstance(xi, dict): xi = _check_masks(xi, model_shape(base), langs)
-    elif xi is not None: xi = check_mask(torch.as_tensor(xi).float(), model_shape(base))
-    cols = model_columns(ds, langs)
-    dl = DataLoader(cols, batch_size=batch_size, collate_fn=pad_collator(pad_token_id=base.config.pad_token_id))
+    xi = split_masks(base, xi, langs)
+    dl = example_loader(ds, base.config.pad_token_id, batch_size, langs)
     if accelerator: dl = accelerator.prepare_data_loader(dl)
     device = next(base.parameters()).device
-    was_training = model.training; model.eval()
     preds, losses = [], []
     gate = head_gate(base, torch.ones(model_shape(base))) if xi is not None else nullcontext()
     show = progress and (accelerator is None or accelerator.is_local_main_process)
-    with gate:
+    with evaluating(model), gate:
         for batch in tqdm(dl, desc='predict', disable=not show, leave=False):
             batch = {k: v.to(device) for k, v in batch.items()}
             lang_id, labels = batch.pop('lang_id'), batch.pop('labels')
-            if xi is not None: gate.xi = _example_masks(xi, lang_id, langs)
+            if xi is not None: gate.xi = example_masks(xi, lang_id, langs)
             logits = model(**batch).logits.float()                                   # (B, classes)
-            loss = nn.functional.cross_entropy(logits, labels, reduction='none')    # (B,)
+            loss = loss_fn(logits, labels, reduction='none')                        # (B,)
             pred = logits.argmax(-1)
             if accelerator: pred, loss = accelerator.gather_for_metrics((pred, loss))
             preds.append(pred.cpu()); losses.append(loss.cpu())
-    model.train(was_training)
     df = pd.DataFrame({'id': list(ds['id']) if 'id' in ds.column_names else range(len(ds)), 'lang': list(ds['lang']),
                        'label': list(ds['label']), 'pred': torch.cat(preds).numpy(), 'loss': torch.cat(losses).numpy()})
     df['correct'] = df['pred'] == df['label']
     return df
 
-# %% ../nbs/04_finetune.ipynb #c021
+# %% ../nbs/04_finetune.ipynb #c033
 def accuracy(
     pred:pd.DataFrame,  # `predict`'s output
 ) -> dict[str, float]:
@@ -183,7 +209,7 @@ def evaluate(
     "Accuracy per language (+ 'all'), optionally under a head mask."
     return accuracy(predict(model, ds, xi, batch_size, progress=progress))
 
-# %% ../nbs/04_finetune.ipynb #c026
+# %% ../nbs/04_finetune.ipynb #c039
 def frozen_entries(
     model:nn.Module,    # the (unwrapped) classifier
     xi:torch.Tensor,    # (L, H) binary mask of the batch's language
@@ -192,7 +218,7 @@ def frozen_entries(
     params = dict(model.named_parameters())
     return [(params[n], m.to(params[n].device)) for n, m in head_param_masks(model, xi).items()]
 
-# %% ../nbs/04_finetune.ipynb #c028
+# %% ../nbs/04_finetune.ipynb #c042
 def _opt_state(optimizer): return getattr(optimizer, 'optimizer', optimizer).state  # unwrap AcceleratedOptimizer
 
 def step_frozen(
@@ -213,7 +239,7 @@ def step_frozen(
             for k, v in state.get(p, {}).items():
                 if torch.is_tensor(v) and v.shape == p.shape: v[m] = moments[k] if k in moments else 0
 
-# %% ../nbs/04_finetune.ipynb #c029
+# %% ../nbs/04_finetune.ipynb #c044
 def train_step(
     model:nn.Module,            # the prepared (possibly wrapped) model, in train mode
     batch:dict,                 # model inputs + `labels` (no `lang_id`)
@@ -222,9 +248,11 @@ def train_step(
     scheduler=None,             # prepared learning-rate schedule
     frozen:list|None=None,      # SFT: `frozen_entries` of the batch's language
     max_grad_norm:float|None=None,  # gradient clipping (None: off)
+    loss_fn=cross_entropy,      # `(logits, labels, reduction) -> loss`; the step minimises its batch mean
 ) -> float:
     "One optimizer step on one batch; returns the batch loss."
-    loss = model(**batch).loss
+    batch = dict(batch); labels = batch.pop('labels')
+    loss = loss_fn(model(**batch).logits, labels, reduction='mean')
     accelerator.backward(loss)
     if max_grad_norm: accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
     if frozen: step_frozen(optimizer, frozen)
@@ -233,12 +261,7 @@ def train_step(
     optimizer.zero_grad()
     return loss.item()
 
-# %% ../nbs/04_finetune.ipynb #c035
-def _write_json(path:Path, obj):
-    "Write JSON atomically (tmp file, then rename)."
-    tmp = path.with_name(f'.{path.name}.tmp')
-    tmp.write_text(json.dumps(obj, indent=1)); os.replace(tmp, path)
-
+# %% ../nbs/04_finetune.ipynb #c051
 def complete_epochs(out_dir) -> list[int]:
     "Epochs with a complete checkpoint in `out_dir` (ascending)."
     out_dir = Path(out_dir)
@@ -250,7 +273,7 @@ def checkpoint_dir(out_dir, epoch:int) -> Path:
     "The folder of θ_epoch."
     return Path(out_dir)/f'epoch-{epoch}'
 
-# %% ../nbs/04_finetune.ipynb #c036
+# %% ../nbs/04_finetune.ipynb #c052
 def _save_checkpoint(accelerator, model, tokenizer, out_dir:Path, epoch:int, state:dict):
     "Write θ_epoch, tokenizer, state.json and the resume state to out_dir/epoch-{epoch}, atomically."
     tmp, final = out_dir/f'.epoch-{epoch}.tmp', checkpoint_dir(out_dir, epoch)
@@ -264,7 +287,7 @@ def _save_checkpoint(accelerator, model, tokenizer, out_dir:Path, epoch:int, sta
                          save_function=accelerator.save)
     if accelerator.is_main_process:
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
-        _write_json(tmp/'state.json', state)
+        write_json(tmp/'state.json', state, indent=1)
         if final.exists(): shutil.rmtree(final)
         os.replace(tmp, final)
         prev = checkpoint_dir(out_dir, epoch - 1)/'resume'
@@ -272,13 +295,7 @@ def _save_checkpoint(accelerator, model, tokenizer, out_dir:Path, epoch:int, sta
     accelerator.wait_for_everyone()
     return final
 
-# %% ../nbs/04_finetune.ipynb #c037
-def _load_weights(model:nn.Module, folder:Path):
-    "Copy the weights saved in `folder` (save_pretrained) into `model`, in place."
-    saved = type(model).from_pretrained(folder, dtype=next(model.parameters()).dtype)
-    model.load_state_dict(saved.state_dict())
-
-# %% ../nbs/04_finetune.ipynb #c039
+# %% ../nbs/04_finetune.ipynb #c054
 def accuracy_table(
     results:dict,       # `results.json` content (or `FinetuneResult.results`)
     wide:bool=False,    # one column per language instead of tidy rows
@@ -291,7 +308,7 @@ def accuracy_table(
     if not wide: return df
     return df.pivot_table(index=['epoch', 'split'], columns='lang', values='accuracy', sort=False)
 
-# %% ../nbs/04_finetune.ipynb #c040
+# %% ../nbs/04_finetune.ipynb #c056
 @dataclass
 class FinetuneResult:
     "A finished fine-tuning run: its folder, results, and the model holding the last epoch's weights."
@@ -307,7 +324,7 @@ class FinetuneResult:
         return self.results['epochs'][epoch][split]
     def table(self, wide:bool=True) -> pd.DataFrame: return accuracy_table(self.results, wide)
 
-# %% ../nbs/04_finetune.ipynb #c043
+# %% ../nbs/04_finetune.ipynb #c060
 def _param_groups(model:nn.Module, weight_decay:float) -> list[dict]:
     "AdamW groups: weight decay for weight matrices, none for biases and LayerNorm."
     decay, no_decay = [], []
@@ -316,7 +333,7 @@ def _param_groups(model:nn.Module, weight_decay:float) -> list[dict]:
         (no_decay if p.dim() < 2 or 'LayerNorm' in n or 'layer_norm' in n else decay).append(p)
     return [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
 
-# %% ../nbs/04_finetune.ipynb #c044
+# %% ../nbs/04_finetune.ipynb #c061
 def _check_args(lr, epochs, batch_size, splits):
     "One clear ValueError per bad argument."
     if not (isinstance(lr, (int, float)) and lr > 0): raise ValueError(f"lr must be > 0, got {lr!r}.")
@@ -336,12 +353,14 @@ def _prepare_splits(splits, tokenizer, max_length) -> dict[str, Dataset]:
         out[k] = ds
     return out
 
-# %% ../nbs/04_finetune.ipynb #c045
-def _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmup, max_grad_norm, train) -> dict:
+# %% ../nbs/04_finetune.ipynb #c062
+def _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmup, max_grad_norm, train, loss_fn) -> dict:
     "What a run depends on (run.json): a rerun into the same folder must match it."
-    return {'lr': lr, 'epochs': epochs, 'batch_size': batch_size, 'seed': seed, 'weight_decay': weight_decay,
-            'schedule': schedule, 'warmup': warmup, 'max_grad_norm': max_grad_norm, 'n_train': len(train),
-            'masks': {l: xi.tolist() for l, xi in masks.items()} if masks else None}
+    s = {'lr': lr, 'epochs': epochs, 'batch_size': batch_size, 'seed': seed, 'weight_decay': weight_decay,
+         'schedule': schedule, 'warmup': warmup, 'max_grad_norm': max_grad_norm, 'n_train': len(train),
+         'masks': {l: xi.tolist() for l, xi in masks.items()} if masks else None}
+    if loss_fn is not cross_entropy: s['loss_fn'] = f"{loss_fn.__module__}.{getattr(loss_fn, '__qualname__', repr(loss_fn))}"
+    return s
 
 def _claim(out_dir:Path, settings:dict, main:bool):
     "Record the settings in out_dir/run.json, or check that the folder's run has the same ones."
@@ -352,11 +371,11 @@ def _claim(out_dir:Path, settings:dict, main:bool):
         if diff: raise ValueError(f"{out_dir} holds a run with other settings ({', '.join(diff)} differ): "
                                   "use another out_dir, or delete it to start over.")
     elif main:
-        out_dir.mkdir(parents=True, exist_ok=True); _write_json(f, settings)
+        write_json(f, settings, indent=1)
 
-# %% ../nbs/04_finetune.ipynb #c046
+# %% ../nbs/04_finetune.ipynb #c063
 def _train_epoch(model, loader, optimizer, scheduler, accelerator, masks, frozen, langs, epoch, progress,
-                 max_grad_norm, on_step, global_step) -> tuple[float, list[float], int]:
+                 max_grad_norm, on_step, global_step, loss_fn=cross_entropy) -> tuple[float, list[float], int]:
     "One epoch of full FT (masks None) or SFT; returns (mean loss, learning rates used, global step)."
     base = accelerator.unwrap_model(model)
     model.train()
@@ -371,13 +390,13 @@ def _train_epoch(model, loader, optimizer, scheduler, accelerator, masks, frozen
                 gate.xi = masks[lang]
             lrs.append(scheduler.get_last_lr()[0])
             losses.append(train_step(model, batch, optimizer, accelerator, scheduler,
-                                     frozen[lang] if masks else None, max_grad_norm))
+                                     frozen[lang] if masks else None, max_grad_norm, loss_fn))
             global_step += 1
             bar.set_postfix(loss=f'{losses[-1]:.4f}')
             if on_step is not None: on_step({'epoch': epoch, 'step': global_step, 'lang': lang, 'loss': losses[-1]}, base)
     return float(np.mean(losses)), lrs, global_step
 
-# %% ../nbs/04_finetune.ipynb #c047
+# %% ../nbs/04_finetune.ipynb #c064
 def _evaluate_epoch(model, sets, masks, batch_size, accelerator, progress) -> dict:
     "Accuracy per language on dev/test (SFT: under each language's own mask, and without masks)."
     out = {}
@@ -386,7 +405,7 @@ def _evaluate_epoch(model, sets, masks, batch_size, accelerator, progress) -> di
         out[f'{split}_full' if masks else split] = accuracy(predict(model, ds, None, batch_size, accelerator, progress))
     return out
 
-# %% ../nbs/04_finetune.ipynb #c049
+# %% ../nbs/04_finetune.ipynb #c066
 def finetune(
     model:nn.Module,         # pretrained classifier (`modtrace.model.load_classifier`); trained in place
     tokenizer,               # its tokenizer (saved with every checkpoint; pads batches); may be None for tokenized splits
@@ -405,32 +424,32 @@ def finetune(
     eval_batch_size:int=64,
     progress:bool=True,      # tqdm bars
     on_step=None,            # callback(info: dict(epoch, step, lang, loss), model) after every optimizer step
+    loss_fn=cross_entropy,   # the objective `(logits, labels, reduction) -> loss` (`modtrace.model.cross_entropy`)
 ) -> FinetuneResult:
     "Full fine-tuning or SFT (Sec. 4.2) with a checkpoint per epoch; resumes, and never recomputes a finished run."
     _check_args(lr, epochs, batch_size, splits)
     out_dir, sets = Path(out_dir), _prepare_splits(splits, tokenizer, max_length)
     langs = languages(sets['train'])
-    if masks is not None: masks = _check_masks(masks, model_shape(model), langs)
-    settings = _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmup, max_grad_norm, sets['train'])
+    if masks is not None: masks = check_masks(masks, model_shape(model), langs)
+    settings = _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmup, max_grad_norm, sets['train'], loss_fn)
     if (out_dir/'DONE').exists():                                # finished: load, never recompute
         _claim(out_dir, settings, main=False)
-        _load_weights(model, checkpoint_dir(out_dir, epochs))
+        load_checkpoint(model, checkpoint_dir(out_dir, epochs))
         return FinetuneResult(out_dir, json.loads((out_dir/'results.json').read_text()), model)
     accelerator = Accelerator()
     if masks and accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         raise ValueError("SFT freezes entries of parameters in place: use plain data parallelism, not FSDP/DeepSpeed.")
     _claim(out_dir, settings, accelerator.is_main_process)
-    return _run(model, tokenizer, sets, out_dir, langs, masks, settings, accelerator, eval_batch_size, progress, on_step)
+    return _run(model, tokenizer, sets, out_dir, langs, masks, settings, accelerator, eval_batch_size, progress, on_step, loss_fn)
 
-# %% ../nbs/04_finetune.ipynb #c050
-def _run(model, tokenizer, sets, out_dir, langs, masks, settings, accelerator, eval_batch_size, progress, on_step):
+# %% ../nbs/04_finetune.ipynb #c068
+def _run(model, tokenizer, sets, out_dir, langs, masks, settings, accelerator, eval_batch_size, progress, on_step, loss_fn):
     "The training loop of `finetune`: prepare, resume, train epoch by epoch, checkpoint, evaluate."
     s = settings
     set_seed(s['seed'])
-    train = model_columns(sets['train'], langs)
     sampler = (LanguageBatches(list(sets['train']['lang']), s['batch_size'], s['seed'], accelerator.num_processes) if masks
-               else EpochBatches(len(train), s['batch_size'], s['seed']))
-    loader = DataLoader(train, batch_sampler=sampler, collate_fn=pad_collator(tokenizer, model.config.pad_token_id))
+               else EpochBatches(len(sets['train']), s['batch_size'], s['seed']))
+    loader = example_loader(sets['train'], model.config.pad_token_id, langs=langs, batch_sampler=sampler)
     optimizer = torch.optim.AdamW(_param_groups(model, s['weight_decay']), lr=s['lr'])
     n_steps = s['epochs'] * len(sampler)        # the prepared scheduler steps once per process per step
     name = 'constant_with_warmup' if s['schedule'] == 'constant' and s['warmup'] else s['schedule']
@@ -445,7 +464,7 @@ def _run(model, tokenizer, sets, out_dir, langs, masks, settings, accelerator, e
         history = [json.loads((checkpoint_dir(out_dir, e)/'state.json').read_text()) for e in range(1, start + 1)]
         global_step = history[-1]['global_step'] if history else 0
         if start:                                               # resume after the last complete epoch
-            _load_weights(base, checkpoint_dir(out_dir, start))
+            load_checkpoint(base, checkpoint_dir(out_dir, start))
             accelerator.load_state(str(checkpoint_dir(out_dir, start)/'resume'))
         frozen = {l: frozen_entries(base, xi) for l, xi in masks.items()} if masks else None
         evals = {k: v for k, v in sets.items() if k in ('dev', 'test')}
@@ -453,14 +472,14 @@ def _run(model, tokenizer, sets, out_dir, langs, masks, settings, accelerator, e
             set_seed(s['seed'] + epoch, device_specific=True)   # batches and dropout depend on (seed, epoch) only
             loader.set_epoch(epoch); sampler.set_epoch(epoch)   # the prepared loader re-sets its epoch at every pass
             loss, lrs, global_step = _train_epoch(model, loader, optimizer, scheduler, accelerator, masks, frozen, langs,
-                                                  epoch, progress, s['max_grad_norm'], on_step, global_step)
+                                                  epoch, progress, s['max_grad_norm'], on_step, global_step, loss_fn)
             state = {'epoch': epoch, 'lr': float(np.mean(lrs)), 'lr_first': lrs[0], 'lr_last': lrs[-1],
                      'global_step': global_step, 'seed': s['seed'], 'masks': s['masks'], 'train_loss': loss,
                      **_evaluate_epoch(model, evals, masks, eval_batch_size, accelerator, progress)}
             _save_checkpoint(accelerator, model, tokenizer, out_dir, epoch, state)
             history.append(state)
             results = {'mode': 'sft' if masks else 'full', 'settings': s, 'epochs': history}
-            if accelerator.is_main_process: _write_json(out_dir/'results.json', results)
+            if accelerator.is_main_process: write_json(out_dir/'results.json', results, indent=1)
         if accelerator.is_main_process:
             shutil.rmtree(checkpoint_dir(out_dir, s['epochs'])/'resume', ignore_errors=True)
             (out_dir/'DONE').write_text('done\n')

@@ -10,11 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .model import head_gate, model_shape, check_mask
-from .finetune import MODEL_INPUTS, pad_collator, languages, _example_masks, _check_masks
+from .core import evaluating
+from .model import cross_entropy, head_gate
+from .finetune import example_loader, example_masks, languages, model_inputs, split_masks
 
 # %% auto #0
-__all__ = ['SketchError', 'check_d', 'select_linears', 'projection', 'Sketcher', 'explicit_grads', 'sketch_of', 'iter_sketches']
+__all__ = ['SketchError', 'check_d', 'select_linears', 'projection', 'KroneckerProjector', 'ExactProjector', 'Sketcher',
+           'explicit_grads', 'sketch_of', 'iter_sketches']
 
 # %% ../nbs/06_sketch.ipynb #c005
 class SketchError(ValueError):
@@ -28,7 +30,7 @@ def check_d(
     if k * k != d or k == 0: raise SketchError(f"d={d!r} must be a positive perfect square (k x k sketches), e.g. 64, 256, 1024.")
     return k
 
-# %% ../nbs/06_sketch.ipynb #c007
+# %% ../nbs/06_sketch.ipynb #c008
 def select_linears(
     model:nn.Module,
     layers=None,  # None: every nn.Linear; a regex or list of regexes (re.search on the module name)
@@ -42,7 +44,7 @@ def select_linears(
             raise SketchError(f"Layer pattern {p!r} matches no nn.Linear of the model; names look like {list(lin)[:3]}.")
     return {n: m for n, m in lin.items() if any(re.search(p, n) for p in pats)}
 
-# %% ../nbs/06_sketch.ipynb #c011
+# %% ../nbs/06_sketch.ipynb #c013
 def projection(
     name:str,   # layer name
     rows:int,   # k
@@ -55,54 +57,79 @@ def projection(
     g = torch.Generator().manual_seed(h)
     return torch.randn(rows, cols, generator=g) / math.sqrt(rows)   # (k, cols)
 
-# %% ../nbs/06_sketch.ipynb #c014
+# %% ../nbs/06_sketch.ipynb #c015
+class KroneckerProjector:
+    "The paper's sketch (App. A): G1 δ_t and G2 x_t with N(0, 1/k) matrices per layer, k = √d."
+    def __init__(self,
+                 d:int=256,    # numbers per layer (k x k, k = √d)
+                 seed:int=0,   # seeds every G1, G2
+                ):
+        self.d, self.seed, self.k, self._G = d, seed, check_d(d), {}
+    def size(self, m:int, n:int) -> int: return self.d
+    def G(self, name:str, m:int, n:int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        "(G1 (k, m), G2 (k, n)) of layer `name`, cached per device."
+        if (name, device) not in self._G:
+            self._G[name, device] = (projection(name, self.k, m, self.seed, 'G1').to(device),
+                                     projection(name, self.k, n, self.seed, 'G2').to(device))
+        return self._G[name, device]
+    def project_in(self, name, x, m, n): return x @ self.G(name, m, n, x.device)[1].T    # (B, T, n) -> (B, T, k)
+    def project_out(self, name, g, m, n): return g @ self.G(name, m, n, g.device)[0].T   # (B, T, m) -> (B, T, k)
+    def describe(self) -> dict: return {'d': self.d, 'seed': self.seed, 'exact': False}
+
+class ExactProjector:
+    "No projection: a layer's sketch is its whole (m x n) gradient. For small models and exactness checks."
+    d, seed = None, None
+    def size(self, m:int, n:int) -> int: return m * n
+    def project_in(self, name, x, m, n): return x
+    def project_out(self, name, g, m, n): return g
+    def describe(self) -> dict: return {'d': None, 'seed': None, 'exact': True}
+
+# %% ../nbs/06_sketch.ipynb #c019
 class Sketcher:
     "Hooks that turn one batched forward + activation-only backward into per-example gradient sketches."
     def __init__(self,
                  model:nn.Module,
-                 d:int=256,          # sketch size per layer (k x k, k = √d)
-                 layers=None,        # see `select_linears`
-                 seed:int=0,         # seeds G1, G2
-                 exact:bool=False,   # no projection: full per-example weight gradients (small models only)
+                 d:int=256,            # sketch size per layer (k x k, k = √d) of the default projector
+                 layers=None,          # see `select_linears`
+                 seed:int=0,           # seeds the default projector's G1, G2
+                 exact:bool=False,     # no projection: full per-example weight gradients (small models only)
+                 projector=None,       # a projector (`KroneckerProjector`, `ExactProjector`, ...); default from d, seed, exact
+                 loss_fn=cross_entropy,  # each example's L, `(logits, labels, reduction) -> loss`
                 ):
-        self.model, self.d, self.seed, self.exact = model, d, seed, exact
-        self.k = check_d(d)
+        self.model, self.loss_fn = model, loss_fn
+        self.projector = projector or (ExactProjector() if exact else KroneckerProjector(d, seed))
+        desc = self.projector.describe()
+        self.d, self.seed, self.exact = desc['d'], desc['seed'], desc['exact']
         self.linears = select_linears(model, layers)
         self.names = list(self.linears)
-        self.sizes = {n: (l.out_features * l.in_features if exact else d) for n, l in self.linears.items()}
+        self.sizes = {n: self.projector.size(l.out_features, l.in_features) for n, l in self.linears.items()}
         self.dim = sum(self.sizes.values())
-        self._G, self._handles, self._acc, self._mask = {}, [], {}, None
+        self._handles, self._acc, self._mask, self._ctx = [], {}, None, None
 
-    def G(self, name, device):
-        "(G1 (k, m), G2 (k, n)) of layer `name`, cached per device."
-        if (name, device) not in self._G:
-            l = self.linears[name]
-            self._G[name, device] = (projection(name, self.k, l.out_features, self.seed, 'G1').to(device),
-                                     projection(name, self.k, l.in_features, self.seed, 'G2').to(device))
-        return self._G[name, device]
-
-# %% ../nbs/06_sketch.ipynb #c015
+# %% ../nbs/06_sketch.ipynb #c021
 from fastcore.basics import patch
 
 @patch
 def _forward_hook(self:Sketcher, name):
     "Keep G2 x_t (padding masked) and ask for G1 δ_t when the output's gradient arrives."
+    l = self.linears[name]
     def hook(module, args, out):
         x = args[0].float()
         if x.dim() == 2: x = x[:, None]                                   # (B, n) -> (B, 1, n): the classifier head
         m = self._mask
         if m is not None and x.shape[:2] == m.shape: x = x * m[..., None]  # padding tokens contribute nothing
-        a = x if self.exact else x @ self.G(name, x.device)[1].T          # (B, T, k) or (B, T, n)
+        a = self.projector.project_in(name, x, l.out_features, l.in_features)   # (B, T, k) or (B, T, n)
         if out.requires_grad: out.register_hook(self._grad_hook(name, a))
     return hook
 
 @patch
 def _grad_hook(self:Sketcher, name, a):
     "Σ_t (G1 δ_t)(G2 x_t)ᵀ per example, added to the layer's accumulator."
+    l = self.linears[name]
     def hook(g):
         g = g.float()
         if g.dim() == 2: g = g[:, None]                                   # (B, m) -> (B, 1, m)
-        b = g if self.exact else g @ self.G(name, g.device)[0].T          # (B, T, k) or (B, T, m)
+        b = self.projector.project_out(name, g, l.out_features, l.in_features)  # (B, T, k) or (B, T, m)
         s = torch.einsum('btk,btj->bkj', b, a).flatten(1)                 # (B, k*k) or (B, m*n)
         self._acc[name] = self._acc[name] + s if name in self._acc else s
     return hook
@@ -114,20 +141,21 @@ def _anchor_hook(self:Sketcher, module, args, out):
     self._anchor = out
     return out
 
-# %% ../nbs/06_sketch.ipynb #c016
+# %% ../nbs/06_sketch.ipynb #c022
 @patch
 def __enter__(self:Sketcher):
-    self._frozen = [(p, p.requires_grad) for p in self.model.parameters()]
-    for p, _ in self._frozen: p.requires_grad_(False)                     # activation-only backward
-    self._handles = [self.model.get_input_embeddings().register_forward_hook(self._anchor_hook)]
-    self._handles += [l.register_forward_hook(self._forward_hook(n)) for n, l in self.linears.items()]
+    self._ctx = evaluating(self.model, frozen=True); self._ctx.__enter__()   # eval mode, activation-only backward
+    try:
+        self._handles = [self.model.get_input_embeddings().register_forward_hook(self._anchor_hook)]
+        self._handles += [l.register_forward_hook(self._forward_hook(n)) for n, l in self.linears.items()]
+    except BaseException: self.__exit__(); raise
     return self
 
 @patch
 def __exit__(self:Sketcher, *exc):
     for h in self._handles: h.remove()
-    for p, r in self._frozen: p.requires_grad_(r)
-    self._handles, self._frozen, self._acc, self._mask = [], [], {}, None
+    if self._ctx is not None: self._ctx.__exit__(None, None, None)
+    self._handles, self._ctx, self._acc, self._mask = [], None, {}, None
 
 @patch
 def __call__(self:Sketcher,
@@ -137,56 +165,54 @@ def __call__(self:Sketcher,
     "(sketches (B, dim) float32, logits (B, classes)) of one batch; must be called inside `with`."
     if not self._handles: raise SketchError("Use the Sketcher inside `with sketcher:` (its hooks are not registered).")
     dev = next(self.model.parameters()).device
-    inputs = {k: batch[k].to(dev) for k in ('input_ids', 'attention_mask', 'token_type_ids') if k in batch}
-    if 'attention_mask' not in inputs:                                     # unpadded rows: padding = pad tokens
-        inputs['attention_mask'] = (inputs['input_ids'] != self.model.config.pad_token_id).long()
-    labels = batch['labels'].to(dev)
+    inputs = model_inputs(batch, dev)                                      # (B, T) each; the attention mask is required
+    labels = torch.as_tensor(batch['labels']).to(dev)
     self._mask, self._acc = inputs['attention_mask'].float(), {}
     gate = head_gate(self.model, xi) if xi is not None else nullcontext()
     with torch.enable_grad(), gate:
         logits = self.model(**inputs).logits                               # (B, classes)
-        loss = nn.functional.cross_entropy(logits.float(), labels, reduction='sum')  # each example's own loss
+        loss = self.loss_fn(logits.float(), labels, reduction='sum')       # Σ_b L(z_b): row b's gradient is its own
         torch.autograd.grad(loss, self._anchor)
     out = torch.cat([self._acc[n] for n in self.names], 1)                 # (B, dim), layers in model order
     self._acc = {}
     return out, logits.detach()
 
-# %% ../nbs/06_sketch.ipynb #c019
+# %% ../nbs/06_sketch.ipynb #c025
 def explicit_grads(
     model:nn.Module,
     batch:dict,          # as for `Sketcher.__call__`
     layers=None,         # see `select_linears`
     xi=None,             # None | (L, H) | (B, L, H) head mask
+    loss_fn=cross_entropy,  # each example's L
 ) -> torch.Tensor:
     "Per-example weight gradients of the selected linears, flattened and concatenated: (B, Σ m·n). A reference loop."
-    lin = select_linears(model, layers)
+    lin, inputs = select_linears(model, layers), model_inputs(batch)
     out = []
-    for i in range(len(batch['input_ids'])):
-        keep = (batch['attention_mask'][i] if 'attention_mask' in batch else
-                batch['input_ids'][i] != model.config.pad_token_id).bool()
-        one = {k: batch[k][i][keep][None] for k in ('input_ids', 'attention_mask', 'token_type_ids') if k in batch}
+    for i in range(len(inputs['input_ids'])):
+        keep = inputs['attention_mask'][i].bool()
+        one = {k: v[i][keep][None] for k, v in inputs.items()}                # (1, T_i): the example alone, unpadded
         xi_i = None if xi is None else (xi[i] if torch.as_tensor(xi).dim() == 3 else xi)
         model.zero_grad()
         with torch.enable_grad(), (head_gate(model, xi_i) if xi_i is not None else nullcontext()):
-            loss = nn.functional.cross_entropy(model(**one).logits.float(), batch['labels'][i][None])
+            loss = loss_fn(model(**one).logits.float(), torch.as_tensor(batch['labels'])[i][None], reduction='mean')
             gs = torch.autograd.grad(loss, [l.weight for l in lin.values()])
         out.append(torch.cat([g.flatten() for g in gs]))
     return torch.stack(out)                                                # (B, Σ m·n)
 
 def sketch_of(
     g:torch.Tensor,       # (B, Σ m·n) explicit gradients, as from `explicit_grads`
-    sketcher:Sketcher,    # gives layer shapes, k and the projections
+    sketcher:Sketcher,    # gives the layers and the projector
 ) -> torch.Tensor:
-    "G1 g G2ᵀ per layer of explicit gradients: (B, layers × d). The reference for the hooks."
-    out, i = [], 0
+    "The projector applied to explicit gradients, G1 g G2ᵀ per layer: (B, dim). The reference for the hooks."
+    out, i, P = [], 0, sketcher.projector
     for n, l in sketcher.linears.items():
         m_, n_ = l.out_features, l.in_features
         gl = g[:, i:i + m_ * n_].reshape(-1, m_, n_); i += m_ * n_              # (B, m, n)
-        G1, G2 = sketcher.G(n, g.device)
-        out.append((G1 @ gl @ G2.T).flatten(1))                                 # (B, k*k)
+        left = P.project_out(n, gl.transpose(1, 2), m_, n_).transpose(1, 2)    # G1 g: (B, k, n)
+        out.append(P.project_in(n, left, m_, n_).flatten(1))                    # G1 g G2ᵀ: (B, k*k)
     return torch.cat(out, 1)
 
-# %% ../nbs/06_sketch.ipynb #c025
+# %% ../nbs/06_sketch.ipynb #c032
 def iter_sketches(
     sketcher:Sketcher,        # entered (`with`) sketcher
     ds,                       # tokenized dataset with lang, label, input_ids
@@ -197,21 +223,12 @@ def iter_sketches(
 ):
     "Yield (start, sketches (B, dim), pred (B,), loss (B,)) per batch of rows [start, stop)."
     model, stop = sketcher.model, len(ds) if stop is None else stop
-    langs = languages(ds)
-    if isinstance(xi, dict): xi = _check_masks(xi, model_shape(model), langs)
-    elif xi is not None: xi = check_mask(torch.as_tensor(xi).float(), model_shape(model))
     missing = [c for c in ('input_ids', 'lang', 'label') if c not in ds.column_names]
     if missing: raise SketchError(f"The split lacks column(s) {missing}; it has {ds.column_names}. Tokenize it (`modtrace.data.tokenize`).")
-    cols, lid = [c for c in MODEL_INPUTS if c in ds.column_names], {l: i for i, l in enumerate(langs)}
-    collate = pad_collator(pad_token_id=model.config.pad_token_id)
-    was = model.training; model.eval()
-    try:
-        for i in tqdm(range(start, stop, batch_size), desc='sketch', disable=not progress, leave=False):
-            rows = ds[i:min(i + batch_size, stop)]                                   # dict of lists
-            batch = collate([{**{c: rows[c][j] for c in cols}, 'labels': rows['label'][j], 'lang_id': lid[rows['lang'][j]]}
-                             for j in range(len(rows['label']))])
-            x = _example_masks(xi, batch['lang_id'], langs) if xi is not None else None
-            S, logits = sketcher(batch, xi=x)
-            loss = nn.functional.cross_entropy(logits.float(), batch['labels'].to(logits.device), reduction='none')
-            yield i, S.cpu(), logits.argmax(-1).cpu(), loss.cpu()
-    finally: model.train(was)
+    langs = languages(ds)
+    xi = split_masks(model, xi, langs)
+    batches = example_loader(ds.select(range(start, stop)), model.config.pad_token_id, batch_size, langs)
+    for i, batch in zip(range(start, stop, batch_size), tqdm(batches, desc='sketch', disable=not progress, leave=False)):
+        S, logits = sketcher(batch, xi=example_masks(xi, batch['lang_id'], langs) if xi is not None else None)
+        loss = sketcher.loss_fn(logits.float(), batch['labels'].to(logits.device), reduction='none')
+        yield i, S.cpu(), logits.argmax(-1).cpu(), loss.cpu()

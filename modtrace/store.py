@@ -4,19 +4,20 @@
 
 # %% ../nbs/07_store.ipynb #c002
 from __future__ import annotations
-import json, os, shutil, tempfile, zlib
+import json, os, shutil, zlib
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 import torch
 from torch import nn
+from .core import write_json
+from .model import cross_entropy, load_checkpoint
 from .sketch import Sketcher, iter_sketches, SketchError
-from .finetune import _load_weights
 
 # %% auto #0
-__all__ = ['AGREE', 'StoreError', 'check_compatible', 'SketchStore', 'build_store', 'sketch_checkpoints', 'build_part',
-           'merge_parts']
+__all__ = ['AGREE', 'StoreError', 'checkpoint_info', 'check_compatible', 'SketchStore', 'store_dtype', 'build_store',
+           'sketch_checkpoints', 'build_part', 'merge_parts']
 
 # %% ../nbs/07_store.ipynb #c005
 class StoreError(ValueError):
@@ -28,21 +29,18 @@ def _mask_json(xi):
     if isinstance(xi, dict): return {k: torch.as_tensor(v).float().tolist() for k, v in sorted(xi.items())}
     return torch.as_tensor(xi).float().tolist()
 
-def _write_json(path:Path, obj):
-    "Write JSON atomically (temp file + rename)."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
-    with os.fdopen(fd, 'w') as f: json.dump(obj, f)
-    os.replace(tmp, path)
-
-def _checkpoint_info(checkpoint) -> dict:
-    "{'path', 'epoch', 'lr'} of a checkpoint folder (its state.json), or {'name': str} for any other label."
+def checkpoint_info(
+    checkpoint,      # a checkpoint folder (save_pretrained + state.json), or any label
+    root=None,       # a folder the path is recorded relative to (a study's run folder, which may move); None: absolute
+) -> dict:
+    "{'path', 'epoch', 'lr'} of a checkpoint folder, its path resolved once (here), or {'name': str} for a label."
     p = Path(str(checkpoint))
-    if (p/'state.json').exists():
-        st = json.loads((p/'state.json').read_text())
-        return {'path': str(p.resolve()), 'epoch': st.get('epoch'), 'lr': st.get('lr')}
-    return {'name': str(checkpoint)}
+    if not (p/'state.json').exists(): return {'name': str(checkpoint)}
+    st, p = json.loads((p/'state.json').read_text()), p.resolve()
+    return {'path': os.path.relpath(p, Path(root).resolve()) if root is not None else str(p),
+            'epoch': st.get('epoch'), 'lr': st.get('lr')}
 
-# %% ../nbs/07_store.ipynb #c006
+# %% ../nbs/07_store.ipynb #c007
 AGREE = ('model', 'd', 'seed', 'exact', 'layers', 'sizes')
 
 def check_compatible(
@@ -57,7 +55,7 @@ def check_compatible(
             raise StoreError(f"Cannot combine {what}: different {f} ({va} vs {vb}). "
                              f"Sketch both with the same {f}.")
 
-# %% ../nbs/07_store.ipynb #c008
+# %% ../nbs/07_store.ipynb #c010
 class SketchStore:
     "A complete sketch store, opened read-only without the model: `.header`, `.meta`, `.sketches` (memmap)."
     def __init__(self,
@@ -81,7 +79,7 @@ class SketchStore:
         "Sketches of rows [start, stop) as float32: (rows, dim)."
         return torch.from_numpy(np.array(self.sketches[start:stop], dtype=np.float32))  # a copy: the memmap is read-only
 
-# %% ../nbs/07_store.ipynb #c010
+# %% ../nbs/07_store.ipynb #c013
 def _open_array(path:Path, header:dict, mode:str):
     "The sketches' memmap, after checking that the file is as long as the header says."
     f = path/'sketches.npy'
@@ -108,15 +106,27 @@ def _verify(arr, chunks:list, path:Path):
             raise StoreError(f"{path}/sketches.npy is corrupt: rows {start}-{stop} fail their checksum. "
                              "Delete the store and sketch again.")
 
-# %% ../nbs/07_store.ipynb #c012
-def _header(sk:Sketcher, model, ds, checkpoint, model_name, xi, dtype) -> dict:
+# %% ../nbs/07_store.ipynb #c015
+def store_dtype(
+    dtype:str|None,   # 'float16' | 'float32' | None: float16 for sketches, float32 for exact gradients
+    exact:bool,       # whether the store holds exact per-example gradients
+) -> str:
+    "The store's dtype on disk: float16 is refused for exact gradients (it would cost ~1e-4 in every exact score)."
+    if dtype is None: return 'float32' if exact else 'float16'
+    if dtype not in ('float16', 'float32'): raise StoreError(f"dtype must be float16 or float32, not {dtype!r}.")
+    if exact and dtype == 'float16':
+        raise StoreError("Exact gradients are stored as float32 (float16 rounds every score by ~1e-4): pass dtype='float32' or None.")
+    return dtype
+
+def _header(sk:Sketcher, model, ds, checkpoint, model_name, xi, dtype, root=None) -> dict:
     "What the store's sketches are (see the intro); everything scoring needs to refuse a mismatch."
-    if np.dtype(dtype) not in (np.float16, np.float32): raise StoreError(f"dtype must be float16 or float32, not {dtype!r}.")
     ids = [str(i) for i in ds['id']] if 'id' in ds.column_names else [str(i) for i in range(len(ds))]
-    return {'format': 1, 'model': model_name or getattr(model.config, '_name_or_path', '') or type(model).__name__,
-            'checkpoint': None if checkpoint is None else _checkpoint_info(checkpoint), 'mask': _mask_json(xi),
-            'layers': sk.names, 'sizes': [sk.sizes[n] for n in sk.names], 'd': sk.d, 'seed': sk.seed, 'exact': sk.exact,
-            'dtype': np.dtype(dtype).name, 'n': len(ds), 'dim': sk.dim, 'ids': ids}
+    h = {'format': 1, 'model': model_name or getattr(model.config, '_name_or_path', '') or type(model).__name__,
+         'checkpoint': None if checkpoint is None else checkpoint_info(checkpoint, root), 'mask': _mask_json(xi),
+         'layers': sk.names, 'sizes': [sk.sizes[n] for n in sk.names], 'd': sk.d, 'seed': sk.seed, 'exact': sk.exact,
+         'dtype': store_dtype(dtype, sk.exact), 'n': len(ds), 'dim': sk.dim, 'ids': ids}
+    if sk.loss_fn is not cross_entropy: h['loss'] = f"{sk.loss_fn.__module__}.{getattr(sk.loss_fn, '__qualname__', repr(sk.loss_fn))}"
+    return h
 
 def _resume(path:Path, header:dict):
     "(memmap, progress) of a partial store with this header, or of a new one."
@@ -134,16 +144,16 @@ def _resume(path:Path, header:dict):
         return arr, {'done': good[-1][1] if good else 0, 'chunks': good}
     path.mkdir(parents=True, exist_ok=True)
     arr = _open_array(path, header, 'w+')
-    _write_json(path/'header.json', header)
+    write_json(path/'header.json', header)
     return arr, {'done': 0, 'chunks': []}
 
-# %% ../nbs/07_store.ipynb #c013
+# %% ../nbs/07_store.ipynb #c018
 def _finish(path:Path, prog:dict, n:int):
     "Gather the chunks' metadata into meta.json, then write complete.json (last)."
     metas = [json.loads((path/f'meta-{s:08d}.json').read_text()) for s, _, _ in prog['chunks']]
     meta = {k: sum((m[k] for m in metas), []) for k in metas[0]}
-    _write_json(path/'meta.json', meta)
-    _write_json(path/'complete.json', {'n': n, 'chunks': prog['chunks']})
+    write_json(path/'meta.json', meta)
+    write_json(path/'complete.json', {'n': n, 'chunks': prog['chunks']})
     for s, _, _ in prog['chunks']: (path/f'meta-{s:08d}.json').unlink(missing_ok=True)
     (path/'progress.json').unlink(missing_ok=True)
 
@@ -155,15 +165,18 @@ def build_store(
     model_name:str|None=None,  # the model's name in the header; default: config._name_or_path
     xi=None,                   # None | (L, H) mask | {lang: (L, H) mask}: gates every example's forward pass
     d:int=256, layers=None, seed:int=0, exact:bool=False,  # see `Sketcher`
-    dtype:str='float16',       # 'float16' | 'float32' on disk
+    dtype:str|None=None,       # 'float16' | 'float32' on disk; None: float16 for sketches, float32 for exact gradients
+    projector=None,            # the `Sketcher`'s projector (default: `KroneckerProjector(d, seed)`)
+    loss_fn=cross_entropy,     # each example's L (recorded in the header when it is not the default)
+    root=None,                 # record the checkpoint's path relative to this folder (a study's run folder)
     batch_size:int=32,
     chunk_size:int=512,        # rows per atomic chunk
     progress:bool=True,        # tqdm bar
     stop_after:int|None=None,  # write at most this many chunks, then return None (tests: a "killed" run)
 ) -> SketchStore|None:
     "Sketch `ds` into the store at `path`, resuming a partial one; returns the opened complete store."
-    path, sk = Path(path), Sketcher(model, d, layers, seed, exact)
-    header = _header(sk, model, ds, checkpoint, model_name, xi, dtype)
+    path, sk = Path(path), Sketcher(model, d, layers, seed, exact, projector=projector, loss_fn=loss_fn)
+    header = _header(sk, model, ds, checkpoint, model_name, xi, dtype, root)
     if (path/'complete.json').exists():
         st = SketchStore(path)
         check_compatible(st.header, header, same=('checkpoint', 'mask', 'ids', 'dtype'), what=f'{path} with this request')
@@ -180,32 +193,33 @@ def build_store(
             pred, loss = (torch.cat([o[i] for o in outs]).tolist() for i in (2, 3))
             arr[c:stop] = S; arr.flush()                                             # 1. the rows, on disk
             lab = labels[c:stop]
-            _write_json(path/f'meta-{c:08d}.json', {'id': header['ids'][c:stop], 'lang': list(ds['lang'][c:stop]),
+            write_json(path/f'meta-{c:08d}.json', {'id': header['ids'][c:stop], 'lang': list(ds['lang'][c:stop]),
                         'label': lab, 'pred': pred, 'loss': loss, 'correct': [p == l for p, l in zip(pred, lab)]})
             prog['chunks'].append([c, stop, _crc(arr[c:stop])]); prog['done'] = stop  # 2. metadata, 3. progress
-            _write_json(path/'progress.json', prog)
+            write_json(path/'progress.json', prog)
             written += 1; bar.update(stop - c)
     del arr
     _finish(path, prog, n)
     return SketchStore(path)
 
-# %% ../nbs/07_store.ipynb #c019
+# %% ../nbs/07_store.ipynb #c025
 def sketch_checkpoints(
     model:nn.Module,       # a classifier of the run's architecture (its weights are replaced)
     ds,                    # tokenized split to sketch
     checkpoints:list,      # checkpoint folders (save_pretrained weights + state.json)
     out_dir,               # one store per checkpoint: out_dir/<checkpoint folder name>
-    **kw,                  # passed to `build_store` (xi, d, layers, seed, dtype, model_name, ...)
+    load_fn=load_checkpoint,  # `(model, checkpoint) -> None`: puts θ_e's weights into `model` (like captum's checkpoints_load_func)
+    **kw,                  # passed to `build_store` (xi, d, layers, seed, dtype, model_name, root, ...)
 ) -> list[SketchStore]:
     "One store per checkpoint θ_e, resumable; a checkpoint's weights are loaded only if its store needs sketching."
     out = []
     for ck in checkpoints:
         path = Path(out_dir)/Path(ck).name
-        if not (path/'complete.json').exists(): _load_weights(model, Path(ck))   # a finished store is only checked and opened
+        if not (path/'complete.json').exists(): load_fn(model, Path(ck))      # a finished store is only checked and opened
         out.append(build_store(model, ds, path, checkpoint=ck, **kw))
     return out
 
-# %% ../nbs/07_store.ipynb #c022
+# %% ../nbs/07_store.ipynb #c031
 def _part_dir(path, part:int, n_parts:int) -> Path: return Path(path)/f'part-{part:03d}-of-{n_parts:03d}'
 
 def build_part(
@@ -220,7 +234,7 @@ def build_part(
     return build_store(model, ds.select(range(part * n // n_parts, (part + 1) * n // n_parts)),
                        _part_dir(path, part, n_parts), **kw)
 
-# %% ../nbs/07_store.ipynb #c023
+# %% ../nbs/07_store.ipynb #c033
 def merge_parts(
     path,                  # the folder the parts were built under; the merged store is written here
     n_parts:int,
@@ -234,13 +248,13 @@ def merge_parts(
     parts = [SketchStore(_part_dir(path, i, n_parts)) for i in range(n_parts)]
     for p in parts[1:]: check_compatible(parts[0].header, p.header, same=('checkpoint', 'mask', 'dtype'), what=f'parts {parts[0].path} and {p.path}')
     header = {**parts[0].header, 'n': sum(len(p) for p in parts), 'ids': sum((p.header['ids'] for p in parts), [])}
-    _write_json(path/'header.json', header)
+    write_json(path/'header.json', header)
     arr, chunks, s = _open_array(path, header, 'w+'), [], 0
     for p in parts:
         arr[s:s + len(p)] = p.sketches; chunks.append([s, s + len(p), _crc(arr[s:s + len(p)])]); s += len(p)
     arr.flush(); del arr
-    _write_json(path/'meta.json', pd.concat([p.meta for p in parts]).to_dict(orient='list'))
-    _write_json(path/'complete.json', {'n': header['n'], 'chunks': chunks})
+    write_json(path/'meta.json', pd.concat([p.meta for p in parts]).to_dict(orient='list'))
+    write_json(path/'complete.json', {'n': header['n'], 'chunks': chunks})
     if cleanup:
         for p in parts: shutil.rmtree(p.path)
     return SketchStore(path)

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
-from torch.utils.data import DataLoader
-from .model import ModelError, model_shape, check_mask, head_gate, shuffle_mask, save_masks, load_masks
-from .finetune import pad_collator, model_columns, languages, evaluate
+from .core import evaluating
+from .model import ModelError, model_shape, check_mask, cross_entropy, head_gate, shuffle_mask, save_masks, load_masks
+from .finetune import example_loader, languages, evaluate
 
 # %% auto #0
 __all__ = ['head_importance', 'accuracy_metric', 'prune', 'find_subnetworks', 'save_subnetworks', 'load_subnetworks',
@@ -19,19 +19,11 @@ __all__ = ['head_importance', 'accuracy_metric', 'prune', 'find_subnetworks', 's
            'mask_figures']
 
 # %% ../nbs/05_subnetworks.ipynb #c007
-def _loader(model, ds, batch_size:int, n_examples:int|None=None) -> DataLoader:
-    "Batches (model inputs + `labels`) of the first `n_examples` examples of `ds`."
-    if n_examples is not None: ds = ds.select(range(min(n_examples, len(ds))))
-    cols = model_columns(ds).remove_columns('lang_id')
-    return DataLoader(cols, batch_size=batch_size, collate_fn=pad_collator(pad_token_id=model.config.pad_token_id))
-
 def _enabled_mask(model, xi) -> torch.Tensor:
-    "ξ checked against the model (all ones when None); it must enable a head."
+    "ξ checked against the model (all ones when None): one (L, H) mask that enables a head."
     shape = model_shape(model)
-    xi = torch.ones(shape) if xi is None else check_mask(torch.as_tensor(xi).float(), shape)
-    if xi.dim() != 2: raise ModelError(f"Expected one (layers, heads) mask, got shape {tuple(xi.shape)}.")
-    if xi.sum() == 0: raise ModelError("The head mask enables no head; nothing left to score or prune.")
-    return xi.clone()
+    if xi is None: return torch.ones(shape)
+    return check_mask(torch.as_tensor(xi).float(), shape, single=True, nonempty=True).clone()
 
 # %% ../nbs/05_subnetworks.ipynb #c008
 def head_importance(
@@ -41,27 +33,22 @@ def head_importance(
     normalize:bool=True,        # L2-normalise the scores within each layer
     batch_size:int=32,
     n_examples:int|None=None,   # use only the first n examples
+    loss_fn=cross_entropy,      # L of Eq. 1, `(logits, labels, reduction) -> loss` (`modtrace.model.cross_entropy`)
 ) -> torch.Tensor:
     "Eq. 1: mean over examples of |∂L/∂ξ| (per-example absolute value), (L, H)."
     xi = _enabled_mask(model, xi)
-    device = next(model.parameters()).device
-    frozen = [(p, p.requires_grad) for p in model.parameters()]
-    was_training = model.training; model.eval()
+    if n_examples is not None: ds = ds.select(range(min(n_examples, len(ds))))
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     total, n = torch.zeros(xi.shape, dtype=torch.float64), 0
-    try:
-        for p, _ in frozen: p.requires_grad_(False)   # activation-only backward
-        with head_gate(model, xi) as gate:
-            for batch in _loader(model, ds, batch_size, n_examples):
-                batch = {k: v.to(device) for k, v in batch.items()}
-                labels = batch.pop('labels')
-                xb = xi.to(device=device, dtype=next(model.parameters()).dtype).expand(len(labels), *xi.shape).clone().requires_grad_(True)
-                gate.xi = xb                                                   # (B, L, H)
-                loss = nn.functional.cross_entropy(model(**batch).logits, labels, reduction='sum')
-                (g,) = torch.autograd.grad(loss, xb)                           # row i = ∂L_i/∂ξ
-                total += g.abs().sum(0).double().cpu(); n += len(labels)
-    finally:
-        for p, r in frozen: p.requires_grad_(r)
-        model.train(was_training)
+    with evaluating(model, frozen=True), head_gate(model, xi) as gate:    # activation-only backward
+        for batch in example_loader(ds, model.config.pad_token_id, batch_size):
+            batch = {k: v.to(device) for k, v in batch.items() if k != 'lang_id'}
+            labels = batch.pop('labels')
+            xb = xi.to(device=device, dtype=dtype).expand(len(labels), *xi.shape).clone().requires_grad_(True)
+            gate.xi = xb                                                   # (B, L, H)
+            loss = loss_fn(model(**batch).logits, labels, reduction='sum')   # Σ_i L(x_i): row i of the gradient is ∂L_i/∂ξ
+            (g,) = torch.autograd.grad(loss, xb)                           # (B, L, H)
+            total += g.abs().sum(0).double().cpu(); n += len(labels)
     if n == 0: raise ValueError("The dataset holds no example to score heads on.")
     s = (total / n).float()
     return s / s.norm(dim=1, keepdim=True).clamp_min(1e-20) if normalize else s
@@ -89,6 +76,7 @@ def prune(
     n_examples:int|None=None, # examples used for scoring and evaluation
     batch_size:int=32,
     normalize:bool=True,
+    loss_fn=cross_entropy,    # the L whose |∂L/∂ξ| ranks the heads (Eq. 1)
 ) -> tuple[torch.Tensor, list[dict]]:
     "Iterative pruning (App. D): the last mask at or above the line, and the trajectory of every round."
     k = _check_prune_args(model_shape(model), fraction, threshold)
@@ -97,7 +85,7 @@ def prune(
     base = metric(model, ds, xi)
     traj = [dict(round=0, n_disabled=int((xi == 0).sum()), accuracy=float(base), scores=None, kept=True)]
     while (xi > 0).sum() > k:
-        scores = head_importance(model, ds, xi, normalize=normalize, batch_size=batch_size)
+        scores = head_importance(model, ds, xi, normalize=normalize, batch_size=batch_size, loss_fn=loss_fn)
         s = scores.masked_fill(xi == 0, float('inf')).flatten()
         new = xi.flatten().clone(); new[s.argsort()[:k]] = 0; new = new.reshape(xi.shape)
         acc = metric(model, ds, new)

@@ -6,7 +6,7 @@ os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 from pathlib import Path
 import pytest, torch
 torch.set_num_threads(1)  # tiny models: threads cost more than they bring (and CI runs tests side by side)
-from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+from modtrace.model import toy_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get('MODTRACE_SHARED_DATA', ROOT.parent/'shared'/'data'))
@@ -20,12 +20,8 @@ def shared_data():
     return SHARED_DATA
 
 def make_tiny_model(attn='eager', seed=0, layers=2, heads=4, hidden=16, vocab=60, dtype=torch.float32):
-    "A random-init XLM-R classifier small enough for exact checks."
-    torch.manual_seed(seed)
-    cfg = XLMRobertaConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                           intermediate_size=2*hidden, max_position_embeddings=66, attn_implementation=attn,
-                           pad_token_id=1, bos_token_id=0, eos_token_id=2, num_labels=2)
-    return XLMRobertaForSequenceClassification(cfg).to(dtype).eval()
+    "A random-init XLM-R classifier small enough for exact checks: modtrace's one toy model."
+    return toy_classifier(layers=layers, heads=heads, hidden=hidden, vocab=vocab, seed=seed, attn=attn, dtype=dtype)
 
 @pytest.fixture
 def tiny_model(): return make_tiny_model

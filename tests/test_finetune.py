@@ -6,9 +6,9 @@ from datasets import Dataset
 from accelerate import Accelerator
 from conftest import make_tiny_model
 import modtrace.finetune as ft
-from modtrace.finetune import (finetune, evaluate, predict, accuracy_table, pad_collator, model_columns, LanguageBatches,
+from modtrace.finetune import (finetune, evaluate, predict, accuracy_table, pad_collator, LanguageBatches,
                                EpochBatches, frozen_entries, step_frozen, train_step, complete_epochs)
-from modtrace.model import ModelError, head_gate, head_param_masks, encoder_layers
+from modtrace.model import head_gate, encoder_layers
 
 L, H, HID = 2, 4, 32
 DH = HID // H
@@ -214,10 +214,13 @@ def test_predict_per_example_loss_and_accuracy():
     acc = evaluate(m, ds, progress=False)
     assert acc['all'] == p['correct'].mean() and list(acc) == ['xx', 'yy', 'all']
 
-def test_pad_collator_with_tokenizer_equals_plain(tiny_tokenizer):
+def test_pad_collator_equals_tokenizer_padding_and_derives_the_attention_mask(tiny_tokenizer):
+    from transformers import DataCollatorWithPadding
     rows = [{'input_ids': [0, 7, 8, 2], 'attention_mask': [1] * 4, 'labels': 1}, {'input_ids': [0, 2], 'attention_mask': [1, 1], 'labels': 0}]
-    a, b = pad_collator(tiny_tokenizer)(copy.deepcopy(rows)), pad_collator(pad_token_id=tiny_tokenizer.pad_token_id)(rows)
+    a, b = DataCollatorWithPadding(tiny_tokenizer)(copy.deepcopy(rows)), pad_collator(pad_token_id=tiny_tokenizer.pad_token_id)(rows)
     assert all(torch.equal(a[k], b[k]) for k in ('input_ids', 'attention_mask', 'labels'))
+    c = pad_collator(pad_token_id=tiny_tokenizer.pad_token_id)([{k: v for k, v in r.items() if k != 'attention_mask'} for r in rows])
+    assert torch.equal(c['attention_mask'], b['attention_mask'])                 # no attention_mask column: from each row's length
 
 # ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize('kw,match', [
@@ -225,8 +228,8 @@ def test_pad_collator_with_tokenizer_equals_plain(tiny_tokenizer):
     (dict(lr=-1e-5), 'lr must be > 0'),
     (dict(epochs=0), 'epochs must be an integer >= 1'),
     (dict(masks={'xx': MASKS['xx']}), r"no mask for language\(s\) \['yy'\]"),
-    (dict(masks={'xx': torch.ones(3, 4), 'yy': torch.ones(3, 4)}), r"masks\['xx'\].*\(layers, heads\) = \(2, 4\)"),
-    (dict(masks={'xx': MASKS['xx'] * 0.5, 'yy': MASKS['yy']}), 'binary'),
+    (dict(masks={'xx': torch.ones(3, 4), 'yy': torch.ones(3, 4)}), r"the mask for 'xx' has shape \(3, 4\).*\(layers, heads\) = \(2, 4\)"),
+    (dict(masks={'xx': MASKS['xx'] * 0.5, 'yy': MASKS['yy']}), 'only 0s and 1s'),
 ])
 def test_bad_input_one_clear_error(tmp_path, kw, match):
     args = dict(lr=1e-3, epochs=1, batch_size=8, progress=False) | kw

@@ -116,3 +116,26 @@ def test_two_processes_give_the_same_store_as_one(tiny_model, tmp_path):
     assert np.array_equal(np.asarray(merged.sketches), np.asarray(one.sketches))
     assert merged.header == one.header and merged.meta.equals(one.meta)
     assert not list((tmp_path/'par').glob('part-*'))                      # parts removed after the merge
+
+def test_exact_stores_are_float32_and_float16_is_refused(tiny_model, tmp_path):
+    "Exact TracIn stored as float16 was off by ~1e-4 unless the user knew to pass dtype='float32'."
+    m, ds = tiny_model(), split(4)
+    st = build_store(m, ds, tmp_path/'e', exact=True, layers='classifier', progress=False)
+    assert st.sketches.dtype == np.float32 and st.header['dtype'] == 'float32'
+    with Sketcher(m, exact=True, layers='classifier') as ex: ref = torch.cat([o[1] for o in iter_sketches(ex, ds, progress=False)])
+    assert torch.equal(st.rows(0, 4), ref)                                   # exactly what was computed
+    with pytest.raises(StoreError, match='Exact gradients are stored as float32'):
+        build_store(m, ds, tmp_path/'f', exact=True, layers='classifier', dtype='float16', progress=False)
+    assert not (tmp_path/'f').exists()
+
+def test_a_checkpoint_is_one_checkpoint_whatever_the_path_spelling(tiny_model, tmp_path, monkeypatch):
+    "Relative and absolute spellings of one checkpoint, and a run folder moved elsewhere, give equal headers."
+    from modtrace.store import checkpoint_info
+    ck = tmp_path/'run'/'full-x'/'epoch-1'
+    tiny_model().save_pretrained(ck); (ck/'state.json').write_text(json.dumps({'epoch': 1, 'lr': 1e-3}))
+    monkeypatch.chdir(tmp_path)
+    assert checkpoint_info('run/full-x/epoch-1') == checkpoint_info(ck)                  # resolved once, in one place
+    a = checkpoint_info(ck, root=tmp_path/'run')
+    shutil.copytree(tmp_path/'run', tmp_path/'moved')
+    assert a == checkpoint_info(tmp_path/'moved'/'full-x'/'epoch-1', root=tmp_path/'moved') == \
+        {'path': 'full-x/epoch-1', 'epoch': 1, 'lr': 1e-3}

@@ -3,7 +3,7 @@ import json
 import numpy as np, pytest, torch
 from datasets import Dataset
 from conftest import make_tiny_model
-from modtrace.model import ModelError, head_gate, model_shape
+from modtrace.model import ModelError, head_gate
 from modtrace.subnetworks import (head_importance, prune, find_subnetworks, save_subnetworks, load_subnetworks,
                                   random_masks, suboptimal_masks, mask_union, mask_intersection, heads_disabled,
                                   head_usage, shared_heads, mask_similarity, mask_figures)
@@ -57,11 +57,14 @@ def test_planted_useless_first_essential_never():
         gone = sc.argsort()[:2]; assert 4 not in gone.tolist()
         xi.view(-1)[gone] = 0
 
+def _batches(model, ds, bs=64):
+    from modtrace.finetune import example_loader
+    for b in example_loader(ds, model.config.pad_token_id, bs): b.pop('lang_id'); yield b
+
 def per_example_losses(model, ds, xi):
-    from modtrace.subnetworks import _loader
     out = []
     with torch.no_grad(), head_gate(model, xi):
-        for b in _loader(model, ds, 64):
+        for b in _batches(model, ds):
             lab = b.pop('labels')
             out.append(torch.nn.functional.cross_entropy(model(**b).logits, lab, reduction='none'))
     return torch.cat(out)
@@ -80,12 +83,20 @@ def test_importance_equals_finite_differences():
     # per-example |.| vs batch |.|: where signs disagree the batch gradient is smaller
     xb = xi.clone().requires_grad_(True)
     with head_gate(model, xb):
-        from modtrace.subnetworks import _loader
-        b = next(iter(_loader(model, ds, 64))); lab = b.pop('labels')
+        b = next(_batches(model, ds)); lab = b.pop('labels')
         loss = torch.nn.functional.cross_entropy(model(**b).logits, lab)
     batch_abs = torch.autograd.grad(loss, xb)[0].abs()
     assert (s.double() - batch_abs > 1e-6).any()
     assert all(p.requires_grad for p in model.parameters())          # parameters restored
+
+def test_importance_and_predictions_without_an_attention_mask_column_are_unchanged():
+    "A split without `attention_mask` must not treat padding as tokens (it did: importance off by 77% at batch 32)."
+    from modtrace.finetune import predict
+    model, ds = make_tiny_model(dtype=torch.float64), make_ds(12)
+    bare = ds.remove_columns('attention_mask')
+    torch.testing.assert_close(head_importance(model, bare, batch_size=32), head_importance(model, ds, batch_size=32))
+    a, b = predict(model, bare, progress=False), predict(model, ds, progress=False)
+    assert (a['pred'] == b['pred']).all() and np.allclose(a['loss'], b['loss'], rtol=1e-10)
 
 def test_normalized_rows():
     model = make_tiny_model()
