@@ -8,14 +8,29 @@ import textwrap
 from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt, seaborn as sns
-from .subnetworks import save_figure
+from .core import atomic_write
+from .subnetworks import heads_disabled, head_usage, shared_heads, mask_similarity
 from .aggregate import correlation
 
 # %% auto #0
-__all__ = ['COEFS', 'plot_contributions', 'stats_text', 'plot_correlation', 'plot_layer_correlation',
-           'plot_specialization_curves', 'table2', 'plot_accuracy_table']
+__all__ = ['COEFS', 'save_figure', 'plot_contributions', 'stats_text', 'plot_correlation', 'plot_overlap_vs_influence',
+           'plot_layer_correlation', 'plot_specialization_curves', 'table2', 'plot_accuracy_table', 'plot_head_usage',
+           'plot_pairs', 'plot_layer_similarity', 'mask_figures']
 
 # %% ../nbs/10_figures.ipynb #c005
+def save_figure(
+    fig,                # matplotlib Figure
+    df:pd.DataFrame,    # the numbers plotted
+    path,               # file stem (no suffix), or None to write nothing
+):
+    "Write `path.png`, `path.svg` and `df` as `path.csv` when `path` is given; return `fig`."
+    if path is None: return fig
+    path = Path(path)
+    for ext in ('png', 'svg'): atomic_write(path.with_suffix('.' + ext), lambda t: fig.savefig(t, format=ext, bbox_inches='tight'))
+    atomic_write(path.with_suffix('.csv'), lambda t: df.to_csv(t, index=False))
+    return fig
+
+# %% ../nbs/10_figures.ipynb #c009
 def _order(s) -> list: return list(dict.fromkeys(s))
 
 def _wrap(title:str, width:int=70) -> str: return textwrap.fill(title, width) if title else ''
@@ -30,7 +45,7 @@ def _cell_text(v, lo, hi, fmt:str, with_ci:bool) -> str:
     t = format(v, fmt)
     return t + f'\n[{lo:.1f}, {hi:.1f}]' if with_ci and np.isfinite(lo) and np.isfinite(hi) else t
 
-# %% ../nbs/10_figures.ipynb #c006
+# %% ../nbs/10_figures.ipynb #c010
 def plot_contributions(
     tidy:pd.DataFrame,        # [`rows`, train_lang, value, lo, hi, ...] from `contributions` / `delta`
     path=None,                # file stem to write .png/.svg/.csv, or None
@@ -62,7 +77,7 @@ def plot_contributions(
     if made: plt.close(fig)
     return save_figure(fig, tidy, path)
 
-# %% ../nbs/10_figures.ipynb #c012
+# %% ../nbs/10_figures.ipynb #c017
 def stats_text(st) -> str:
     "Two lines: Pearson r [CI], p and Spearman ρ [CI], p, n."
     return (f"Pearson r = {st['pearson_r']:.2f} [{st['pearson_lo']:.2f}, {st['pearson_hi']:.2f}], p = {st['pearson_p']:.2g}\n"
@@ -92,10 +107,28 @@ def plot_correlation(
     if hue: ax.legend(title=hue, fontsize=7, title_fontsize=7, loc='center left', bbox_to_anchor=(1, .5), frameon=False)
     ax.set_title((_wrap(title) + '\n' if title else '') + stats_text(st), fontsize=7.5)
     if made: plt.close(fig)
-    if path is not None: Path(path).parent.mkdir(parents=True, exist_ok=True); st.to_frame().T.to_csv(Path(path).with_suffix('.stats.csv'), index=False)
+    if path is not None: atomic_write(Path(path).with_suffix('.stats.csv'), lambda t: st.to_frame().T.to_csv(t, index=False))
     return save_figure(fig, df, path)
 
-# %% ../nbs/10_figures.ipynb #c017
+# %% ../nbs/10_figures.ipynb #c023
+def plot_overlap_vs_influence(
+    df:pd.DataFrame,    # [test_lang, train_lang, overlap, positive, negative], one row per ordered language pair
+    path=None,          # file stem to write .png/.svg/.csv (+ .stats.csv), or None
+    stats:dict|None=None,  # {'positive': Series, 'negative': Series} as `correlation` returns them; default: computed
+):
+    "Fig. 15: head overlap against positive (left) and negative (right) cross-language influence."
+    _check_columns(df, ['test_lang', 'overlap', 'positive', 'negative'], 'plot_overlap_vs_influence')
+    st = {c: (stats or {}).get(c) if (stats or {}).get(c) is not None else correlation(df['overlap'], df[c]) for c in ('positive', 'negative')}
+    fig, axs = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, col in zip(axs, ('positive', 'negative')):
+        plot_correlation(df, 'overlap', col, hue='test_lang', ax=ax, title=f'Head overlap (%) vs {col} influence (SFT, %)', stats=st[col])
+    fig.tight_layout(); plt.close(fig)
+    if path is not None:
+        rows = pd.concat([st[c].to_frame().T.assign(influence=c) for c in ('positive', 'negative')])
+        atomic_write(Path(path).with_suffix('.stats.csv'), lambda t: rows.to_csv(t, index=False))
+    return save_figure(fig, df, path)
+
+# %% ../nbs/10_figures.ipynb #c027
 COEFS = (('pearson_r', 'Pearson r'), ('spearman_rho', 'Spearman ρ'))
 
 def plot_layer_correlation(
@@ -117,7 +150,7 @@ def plot_layer_correlation(
     plt.close(fig)
     return save_figure(fig, df, path)
 
-# %% ../nbs/10_figures.ipynb #c020
+# %% ../nbs/10_figures.ipynb #c031
 def plot_specialization_curves(
     df:pd.DataFrame,   # [model, epoch, test_lang, value, lo, hi] (`specialization` per checkpoint)
     path=None,         # file stem to write .png/.svg/.csv, or None
@@ -141,7 +174,7 @@ def plot_specialization_curves(
     plt.close(fig)
     return save_figure(fig, df, path)
 
-# %% ../nbs/10_figures.ipynb #c023
+# %% ../nbs/10_figures.ipynb #c035
 def table2(
     runs:dict,          # {label: FinetuneResult | results.json dict | its 'epochs' list}, e.g. {'full FT': ..., 'SFT': ...}
     split:str='test',   # which accuracy
@@ -168,3 +201,43 @@ def plot_accuracy_table(
     ax.legend(fontsize=7, frameon=False, loc='center left', bbox_to_anchor=(1, .5))
     plt.close(fig)
     return save_figure(fig, df, path)
+
+# %% ../nbs/10_figures.ipynb #c039
+def plot_head_usage(masks:dict, path=None):
+    "Fig. 11: layers × heads grid, each cell the number of languages using the head."
+    df = head_usage(masks)
+    fig, ax = plt.subplots(figsize=(0.45 * df['head'].nunique() + 2, 0.4 * df['layer'].nunique() + 1))
+    sns.heatmap(df.pivot(index='layer', columns='head', values='n_langs'), annot=True, fmt='d', cmap='viridis', ax=ax)
+    ax.set_title('Languages using each head'); plt.close(fig)
+    return save_figure(fig, df, path)
+
+def plot_pairs(df:pd.DataFrame, value:str, path=None, title:str='', fmt:str='.2f', ax=None):
+    "Language × language annotated heatmap of `value` (rows: lang_a, columns: lang_b)."
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * df['lang_a'].nunique(), 0.6 * df['lang_a'].nunique() + 0.5)) if ax is None else (ax.figure, ax)
+    order = list(dict.fromkeys(df['lang_a']))
+    sns.heatmap(df.pivot(index='lang_a', columns='lang_b', values=value).loc[order, order], annot=True, fmt=fmt, cmap='viridis', ax=ax)
+    ax.set_title(title); plt.close(fig)
+    return save_figure(fig, df, path)
+
+# %% ../nbs/10_figures.ipynb #c042
+def plot_layer_similarity(masks:dict, path=None):
+    "Fig. 9: one cosine-similarity heatmap per layer."
+    df = mask_similarity(masks, per_layer=True)
+    L = df['layer'].nunique(); cols = min(L, 4); rows = -(-L // cols)
+    fig, axs = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for l, ax in zip(range(L), axs.ravel()): plot_pairs(df[df['layer'] == l], 'cosine', title=f'layer {l}', ax=ax)
+    for ax in axs.ravel()[L:]: ax.axis('off')
+    fig.tight_layout()
+    return save_figure(fig, df, path)
+
+def mask_figures(masks:dict, out_dir) -> dict[str, Path]:
+    "Every table and figure of the masks, named after the paper's items, in `out_dir`."
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out/'table1_heads_disabled.csv', lambda t: heads_disabled(masks).to_csv(t, index=False))
+    sh, sim = shared_heads(masks), mask_similarity(masks)
+    plot_head_usage(masks, out/'fig11_head_usage')
+    plot_pairs(sh, 'shared', out/'fig12_shared_heads', 'Shared enabled heads', fmt='d')
+    plot_pairs(sh, 'share', out/'fig13_shared_heads_share', 'Shared heads / enabled heads of row language')
+    plot_pairs(sim, 'cosine', out/'fig8_mask_cosine', 'Cosine similarity of masks')
+    plot_layer_similarity(masks, out/'fig9_mask_cosine_layers')
+    return {p.stem: p for p in sorted(out.iterdir())}

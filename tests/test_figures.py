@@ -5,7 +5,7 @@ import numpy as np, pandas as pd, pytest
 from modtrace.figures import (plot_contributions, plot_correlation, plot_layer_correlation, plot_specialization_curves,
                               table2, plot_accuracy_table)
 from modtrace.aggregate import contributions
-from modtrace.subnetworks import save_figure
+from modtrace.figures import save_figure
 
 def tidy(delta=True):
     return pd.DataFrame({'test_lang': ['de'] * 3 + ['en'] * 3, 'train_lang': ['de', 'en', 'ko'] * 2,

@@ -6,7 +6,8 @@ from conftest import make_tiny_model
 from modtrace.model import ModelError, head_gate
 from modtrace.subnetworks import (head_importance, prune, find_subnetworks, save_subnetworks, load_subnetworks,
                                   random_masks, suboptimal_masks, mask_union, mask_intersection, heads_disabled,
-                                  head_usage, shared_heads, mask_similarity, mask_figures)
+                                  head_usage, shared_heads, mask_similarity)
+from modtrace.figures import mask_figures
 torch.set_num_threads(1)
 
 def make_ds(n=12, seed=0, langs=('en', 'fr'), labels=None, vocab=60):
