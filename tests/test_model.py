@@ -4,7 +4,7 @@ import pytest, torch
 from torch import nn
 from conftest import make_tiny_model
 from modtrace.model import (ModelError, load_classifier, load_tokenizer, encoder_layers, model_shape, head_gate,
-                            mask_from, check_mask, head_param_masks, shuffle_mask, random_mask)
+                            mask_from, head_param_masks, shuffle_mask, random_mask)
 
 X = torch.randint(3, 60, (4, 9))
 Y = torch.tensor([0, 1, 1, 0])
@@ -99,8 +99,10 @@ def test_random_masks_keep_size_and_are_seeded():
     assert torch.equal(random_mask(2, 4, 3, seed=7), random_mask(2, 4, 3, seed=7))
     with pytest.raises(ModelError, match='between 1 and 8'): random_mask(2, 4, 0)
 
-def test_not_an_encoder_is_rejected():
-    with pytest.raises(ModelError, match='XLM-R / RoBERTa / BERT'): model_shape(nn.Linear(2, 2))
+def test_unsupported_model_is_one_clear_error_naming_the_supported_families():
+    with pytest.raises(ModelError, match=r'Linear \(config.model_type=None\) is not a supported model family\. '
+                                         r'Supported: XLM-R / RoBERTa \(xlm-roberta, roberta\); BERT / mBERT \(bert\)'):
+        model_shape(nn.Linear(2, 2))
 
 def test_local_folder_loads_and_missing_model_says_what_to_do(tmp_path, tiny_tokenizer):
     m = make_tiny_model(); m.save_pretrained(tmp_path); tiny_tokenizer.save_pretrained(tmp_path)
@@ -127,4 +129,22 @@ def test_mask_file_round_trip_and_bad_files(tmp_path):
     (tmp_path/'junk.json').write_text('{"a": 1}')
     with pytest.raises(ModelError, match='not a modtrace mask file'): load_masks(tmp_path/'junk.json')
     with pytest.raises(ModelError, match='Cannot read'): load_masks(tmp_path/'missing.json')
-    with pytest.raises(ModelError, match='one \(layers, heads\) shape'): save_masks(tmp_path/'x.json', {'a': torch.ones(2, 4), 'b': torch.ones(3, 4)})
+    with pytest.raises(ModelError, match=r'one \(layers, heads\) shape'): save_masks(tmp_path/'x.json', {'a': torch.ones(2, 4), 'b': torch.ones(3, 4)})
+
+def test_tokenizer_pads_right_and_a_folder_without_one_is_refused(tmp_path, tiny_tokenizer):
+    from modtrace.model import check_padding
+    m = make_tiny_model(); m.save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match='holds no tokenizer'): load_tokenizer(tmp_path)   # transformers would build an empty one
+    left = copy.deepcopy(tiny_tokenizer); left.padding_side = 'left'; left.save_pretrained(tmp_path)   # a session fixture: copy
+    tok = load_tokenizer(tmp_path)
+    assert tok.padding_side == 'right' and tok.pad_token_id == m.config.pad_token_id
+    check_padding(m, tok)
+    tok.padding_side = 'left'
+    with pytest.raises(ModelError, match='pads on the left'): check_padding(m, tok)
+
+def test_unsupported_architecture_is_refused_before_its_weights_load(tmp_path):
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+    GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=10)).save_pretrained(tmp_path)
+    (tmp_path/'model.safetensors').write_bytes(b'not weights')          # never read: the config is checked first
+    with pytest.raises(ModelError, match=r"model_type='gpt2'\) is not a supported model family\. Supported: .*BLOOM \(bloom\)"):
+        load_classifier(tmp_path)
