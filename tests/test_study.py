@@ -4,7 +4,8 @@ from pathlib import Path
 import pandas as pd
 import pytest, torch
 from conftest import make_tiny_model, ROOT
-from modtrace.study import run_study, main, fingerprint, study_masks
+from modtrace.study import run_study, main, study_masks, Study
+from modtrace.run import fingerprint
 from modtrace.model import save_masks, random_mask
 
 LANGS = ['en', 'fr', 'de', 'ko', 'es']
@@ -29,7 +30,7 @@ def args(model, data, out):
             '--epochs', '2', '--batch-size', '8', '--top-m', '10', '--n-boot', '50', '--no-report', '--no-progress']
 
 def kw(model, data, out):
-    return dict(task='pawsx', model=str(model), data=str(data), out=out, scale=0.01, epochs=2, batch_size=8, m=10,
+    return dict(task='pawsx', model=str(model), data=str(data), out=out, scale=0.01, epochs=2, batch_size=8, top_m=10,
                 n_boot=50, report=False, progress=False, log=lambda *a: None)
 
 def stages(run): return sorted(p.name for p in run.iterdir() if p.is_dir() and p.name not in ('figures', 'notebooks', 'docs'))
@@ -111,21 +112,21 @@ def test_fingerprint_is_order_free_and_input_sensitive():
 
 def test_cli_bad_input_is_one_line(tmp_path, tiny_folder, shared_data):
     with pytest.raises(SystemExit, match=r"modtrace: error: .*Unknown task 'nli'"): main(['study', '--task', 'nli'])
-    with pytest.raises(SystemExit, match=r"modtrace: error: top-m = 500 needs at least 1000 training examples"):
+    with pytest.raises(SystemExit, match=r"modtrace: error: --top-m = 500 needs at least 1000 training examples"):
         main(args(tiny_folder, shared_data, tmp_path)[:-6] + ['--top-m', '500', '--no-report', '--no-progress'])
 
 def test_every_figure_compares_what_the_paper_compares():
     "Toy shares: each variant leans on its own language by a distinct amount; every Δ is that variant minus the full model."
-    from modtrace.study import study_variants, study_results
+    from modtrace.results import study_variants, study_results, ResultInputs
     langs = ['a', 'b', 'c']
     xi = {'a': torch.tensor([[1., 1, 0, 0]]), 'b': torch.tensor([[1., 1, 1, 0]]), 'c': torch.tensor([[0., 1, 1, 1]])}
-    vs = study_variants(langs, xi, xi, 'a', ['b', 'c'], [('a', 'b')])
-    own = {v['name']: 0.2 + i / 50 for i, v in enumerate(vs)}                  # each variant's in-language share
-    rows = [{'test_row': i, 'id': str(i), 'lang': l, 'correct': not (v['name'] == 'sft/a' and i == 0), 'epoch': e, 'which': w,
-             'variant': v['name'], **{k: own[v['name']] if k == l else (1 - own[v['name']]) / 2 for k in langs}}
-            for v in vs for e in ('sum', '1', '2') for w in ('pos', 'neg') for l in v['test'] for i in range(4)]
+    vs = study_variants(xi, xi, 'a', ['b', 'c'], [('a', 'b')])
+    own = {v.name: 0.2 + i / 50 for i, v in enumerate(vs)}                    # each variant's in-language share
+    rows = [{'test_row': i, 'id': str(i), 'lang': l, 'correct': not (v.name == 'sft/a' and i == 0), 'epoch': e, 'which': w,
+             'variant': v.name, **{k: own[v.name] if k == l else (1 - own[v.name]) / 2 for k in langs}}
+            for v in vs for e in ('sum', '1', '2') for w in ('pos', 'neg') for l in v.test for i in range(4)]
     acc = {k: [{'test': {l: .8 for l in [*langs, 'all']}}] * 2 for k in ('full FT', 'SFT', 'random SFT')}
-    r = study_results(pd.DataFrame(rows), acc, xi, 'a', ['b', 'c'], [('a', 'b')], n_boot=20)
+    r = study_results(ResultInputs(pd.DataFrame(rows), acc, xi, vs, 'a', [('a', 'b')], n_boot=20))
     d = lambda name: r[name][r[name].test_lang == r[name].train_lang].set_index(['variant', 'test_lang'])
     pp = lambda v, base='full': pytest.approx(100 * (own[v] - own[base]))
     for l in langs:
@@ -144,9 +145,35 @@ def test_every_figure_compares_what_the_paper_compares():
     t2 = r['table2_accuracy'].set_index('lang')
     assert (t2['full FT + subnetwork'] == 100).all() and (t2['SFT'] == 80).all()
 
-def test_a_moved_run_folder_still_completes_with_the_same_results(reference, tiny_folder, shared_data, tmp_path):
+def test_a_moved_run_folder_reuses_every_stage(reference, tiny_folder, shared_data, tmp_path):
+    "Stages refer to each other by paths inside the run folder: a copy elsewhere recomputes nothing."
     _, ref = reference
-    shutil.copytree(ref, tmp_path/'pawsx')                                       # fine-tuning is reused, sketches are redone
-    run_study(**kw(tiny_folder, shared_data, tmp_path))
-    figures = lambda run: {k: v for k, v in results(run).items() if k != 'shares'}  # (the copy also holds the old stages)
-    assert figures(tmp_path/'pawsx') == figures(ref)
+    shutil.copytree(ref, tmp_path/'pawsx')
+    before = stages(tmp_path/'pawsx')
+    st = run_study(**kw(tiny_folder, shared_data, tmp_path))
+    assert stages(tmp_path/'pawsx') == before                                    # no new stage folder: everything reused
+    assert results(tmp_path/'pawsx') == results(ref)
+    assert st.run == tmp_path/'pawsx' and st.stale == []
+
+def test_a_finished_study_opens_without_recomputing(reference):
+    st, run = reference
+    again = Study.load(run)
+    assert again.settings == st.settings and list(again.masks) == LANGS
+    assert set(again.results) == set(st.results) and again.accuracy.equals(st.accuracy)
+    assert set(again.shares.variant) == {v for v in json.loads((run/'study.json').read_text())['stages']['influence']}
+    fig = again.plot('fig2_subnetworks_delta_positive')
+    assert fig.axes and again.plot('table2_accuracy').equals(again.results['table2_accuracy'])
+    with pytest.raises(ValueError, match='holds no finished study'): Study.load(run/'figures')
+
+def test_stages_made_by_other_code_are_said_to_be_stale(reference, tmp_path):
+    _, ref = reference
+    shutil.copytree(ref, tmp_path/'pawsx')
+    rec = json.loads((tmp_path/'pawsx'/'study.json').read_text())
+    f = tmp_path/'pawsx'/rec['stages']['sft']/'stage.json'
+    f.write_text(json.dumps({**json.loads(f.read_text()), 'code': '0.0.0+older'}))
+    assert Study.load(tmp_path/'pawsx').stale == [rec['stages']['sft']]
+
+def test_a_second_study_on_the_same_folder_stops_with_one_clear_error(reference, tiny_folder, shared_data, tmp_path):
+    from modtrace.run import RunFolder
+    with RunFolder(tmp_path/'pawsx').lock():
+        with pytest.raises(ValueError, match='is in use by another modtrace study'): run_study(**kw(tiny_folder, shared_data, tmp_path))
