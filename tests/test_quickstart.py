@@ -1,5 +1,4 @@
 "README command 1 end to end: the demo study from an empty cache learns every language, writes every result, finds the planted language structure, and ends with an executed notebook and a docs site."
-import json
 import pandas as pd
 import pytest, torch
 from modtrace.study import main
@@ -50,9 +49,9 @@ def test_executed_notebook_shows_every_section_without_errors(demo_run):
     heads = [l for c in nb.cells if c.cell_type == 'markdown' for l in c.source.splitlines() if l.startswith('## ')]
     assert any('Fig. 10' in h for h in heads) and any('Fig. 19' in h for h in heads)
 
-from test_docs import browser, _check_page                                      # headless Chromium (Selenium)
+from test_docs import browser, _check_page  # noqa: F401  the browser fixture: headless Chromium (Selenium)
 
-def test_docs_site_shows_the_executed_analysis_in_chromium(demo_run, browser):
+def test_docs_site_shows_the_executed_analysis_in_chromium(demo_run, browser):  # noqa: F811  the fixture imported above
     run, _ = demo_run
     base = (run/'docs').as_uri() + '/'
     links = _check_page(browser, base + 'index.html', 'modtrace')               # the index, with the study's thumbnail
