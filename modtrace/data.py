@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #c002
 from __future__ import annotations
-import csv, importlib, json, zlib
+import csv, importlib, importlib.metadata, json, zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -12,12 +12,15 @@ import datasets
 from datasets import Dataset, DatasetDict
 
 # %% auto #0
-__all__ = ['TASKS', 'EXTS', 'FEATURES', 'DataError', 'TaskSpec', 'register_task', 'get_task', 'binarize', 'join_texts',
-           'HubSource', 'load_task', 'load_splits', 'tokenize']
+__all__ = ['TASKS', 'EXTS', 'FEATURES', 'DataError', 'TaskSpec', 'register_task', 'load_task_plugins', 'get_task', 'binarize',
+           'join_texts', 'HubSource', 'load_task', 'load_splits', 'tokenize']
 
 # %% ../nbs/01_data.ipynb #c007
 class DataError(ValueError):
     "Data that modtrace cannot use (unknown task, missing file/language/field, bad labels, too few rows...), with what to fix."
+    def __init__(self, message:str, **info):
+        super().__init__(message)
+        self.info = info   # what a caller needs to name its own option: e.g. split, need, have (too few rows); option (a file stem)
 
 # %% ../nbs/01_data.ipynb #c009
 @dataclass(frozen=True)
@@ -55,22 +58,22 @@ def register_task(spec:TaskSpec) -> TaskSpec:
     return spec
 
 # %% ../nbs/01_data.ipynb #c012
+def load_task_plugins() -> list[str]:
+    "Import every module announced under the entry-point group `modtrace.tasks` (each registers its tasks); their names."
+    eps = importlib.metadata.entry_points(group='modtrace.tasks')
+    for ep in eps: ep.load()
+    return [ep.value for ep in eps]
+
 def get_task(
     name,  # task name ('xnli', 'pawsx', 'marc', 'demo', ...) or a TaskSpec (returned as is)
 ) -> TaskSpec:
-    "The registered `TaskSpec` for `name`; 'demo*' names import `modtrace.demo` on first use."
+    "The registered `TaskSpec` for `name`, importing the task plug-ins once if it is not registered yet."
     if isinstance(name, TaskSpec): return name
-    if name not in TASKS and str(name).startswith('demo'):
-        try: importlib.import_module('modtrace.demo')
-        except ModuleNotFoundError as e:
-            if e.name != 'modtrace.demo': raise
-            raise DataError(f"Task {name!r} is defined in modtrace.demo, which is not available in this install "
-                            "(nbs/03_demo.ipynb not exported yet?).") from None
-    if name not in TASKS:
-        raise DataError(f"Unknown task {name!r}. Known tasks: {', '.join(sorted(set(TASKS) | {'demo', 'demo_single'}))}.")
+    if name not in TASKS: load_task_plugins()
+    if name not in TASKS: raise DataError(f"Unknown task {name!r}. Known tasks: {', '.join(sorted(TASKS))}.")
     return TASKS[name]
 
-# %% ../nbs/01_data.ipynb #c014
+# %% ../nbs/01_data.ipynb #c015
 def binarize(
     task,  # task name or TaskSpec
     row,   # mapping holding the task's raw label field (e.g. {'label': 2} or {'stars': 4})
@@ -83,7 +86,7 @@ def binarize(
     if spec.name == 'marc': return None if y == 3 else int(y >= 4)
     return int(y)
 
-# %% ../nbs/01_data.ipynb #c016
+# %% ../nbs/01_data.ipynb #c017
 _END_PUNCT = tuple('.!?…。！？')
 
 def join_texts(parts) -> str:
@@ -94,7 +97,7 @@ def join_texts(parts) -> str:
         out = p if not out else out + (' ' if out.endswith(_END_PUNCT) else '. ') + p
     return out
 
-# %% ../nbs/01_data.ipynb #c019
+# %% ../nbs/01_data.ipynb #c020
 @dataclass(frozen=True)
 class HubSource:
     "How to fetch a task from the Hugging Face hub: dataset id, one config per language, split names, schema fix-up."
@@ -114,7 +117,7 @@ class HubSource:
         df = ds.to_pandas()
         return self.adapt(df, lang, split) if self.adapt else df
 
-# %% ../nbs/01_data.ipynb #c021
+# %% ../nbs/01_data.ipynb #c022
 def _xnli_from_hub(df, lang, split):
     return df.assign(id=[f"{split}-{k}" for k in range(len(df))])
 
@@ -122,7 +125,7 @@ def _marc_from_hub(df, lang, split):
     return pd.DataFrame({'id': df['id'].astype(str), 'review_title': None, 'review_body': df['text'],
                          'stars': df['label'].astype(int) + 1})
 
-# %% ../nbs/01_data.ipynb #c022
+# %% ../nbs/01_data.ipynb #c023
 register_task(TaskSpec('xnli', ('en','fr','de','ru','es'), ('premise','hypothesis'), 'label', (0,1,2), 2e-5, 4, True,
                        hub=HubSource('facebook/xnli', adapt=_xnli_from_hub)))
 register_task(TaskSpec('pawsx', ('en','fr','de','ko','es'), ('sentence1','sentence2'), 'label', (0,1), 9e-6, 5, True,
@@ -131,15 +134,14 @@ register_task(TaskSpec('marc', ('zh','en','fr','de','es'), ('review_title','revi
                        False, hub=HubSource('mteb/amazon_reviews_multi', adapt=_marc_from_hub),
                        optional_fields=('review_title',)));
 
-# %% ../nbs/01_data.ipynb #c025
+# %% ../nbs/01_data.ipynb #c028
 EXTS = ('jsonl', 'csv', 'tsv', 'parquet')
 _SPLIT_STEMS = {'train': ('train',), 'dev': ('dev', 'validation'), 'test': ('test',)}
 
 def _read_table(path:Path) -> pd.DataFrame:
     "A jsonl/csv/tsv/parquet file as a DataFrame (csv/tsv cells as strings, empty cells as '')."
     try:
-        if path.suffix == '.jsonl':
-            with open(path, encoding='utf-8') as f: return pd.DataFrame([json.loads(l) for l in f if l.strip()])
+        if path.suffix == '.jsonl': return pd.DataFrame(_jsonl_rows(path))
         if path.suffix in ('.csv', '.tsv'):
             return pd.read_csv(path, sep='\t' if path.suffix == '.tsv' else ',', dtype=str, keep_default_na=False,
                                quoting=csv.QUOTE_MINIMAL, encoding='utf-8')
@@ -147,7 +149,19 @@ def _read_table(path:Path) -> pd.DataFrame:
     except (ValueError, OSError, pd.errors.ParserError) as e:
         raise DataError(f"Could not read {path}: {e.__class__.__name__}: {e}") from None
 
-# %% ../nbs/01_data.ipynb #c026
+# %% ../nbs/01_data.ipynb #c029
+def _jsonl_rows(path:Path) -> list[dict]:
+    "The rows of a jsonl file; a bad line is one `DataError` naming its line number."
+    rows = []
+    with open(path, encoding='utf-8') as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip(): continue
+            try: rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}, line {i}: not valid JSON ({e.msg}, column {e.colno}). Is the line cut short?") from None
+    return rows
+
+# %% ../nbs/01_data.ipynb #c032
 def _task_root(spec:TaskSpec, data) -> Path:
     "The folder holding the task's files: `data/<task>` when it exists, else `data`."
     root = Path(data)
@@ -163,7 +177,7 @@ def _stems(split, split_files) -> tuple:
     if split not in _SPLIT_STEMS: raise DataError(f"Unknown split {split!r}: use one of train, dev, test.")
     return _SPLIT_STEMS[split]
 
-# %% ../nbs/01_data.ipynb #c027
+# %% ../nbs/01_data.ipynb #c033
 def _lang_column(df):
     return next((c for c in ('lang', 'language') if c in df.columns), None)
 
@@ -188,7 +202,7 @@ def _read_local(
         raise DataError(f"Language {lang!r} is not present in {path} (its {col!r} column has: {', '.join(sorted(set(df[col])))}).")
     return df[df[col] == lang].reset_index(drop=True), path
 
-# %% ../nbs/01_data.ipynb #c029
+# %% ../nbs/01_data.ipynb #c035
 def _texts(v) -> str:
     "A cell as stripped text ('' for None/NaN)."
     if v is None or (not isinstance(v, str) and pd.isna(v)): return ''
@@ -206,7 +220,7 @@ def _labels(spec, col, where) -> list[int]:
                             f"{', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}.")
     return ys
 
-# %% ../nbs/01_data.ipynb #c030
+# %% ../nbs/01_data.ipynb #c036
 def _standardize(
     spec:TaskSpec, df:pd.DataFrame, lang:str, split:str,
     where,            # file (or hub description) named in errors
@@ -232,7 +246,7 @@ def _standardize(
     out = pd.DataFrame({'id': ids, 'lang': lang, 'text': text, 'text_pair': pair, 'label': y, 'orig_label': orig})
     return out[out['label'].notna()].astype({'label': int}).reset_index(drop=True)
 
-# %% ../nbs/01_data.ipynb #c032
+# %% ../nbs/01_data.ipynb #c038
 FEATURES = datasets.Features({'id': datasets.Value('string'), 'lang': datasets.Value('string'),
                               'text': datasets.Value('string'), 'text_pair': datasets.Value('string'),
                               'label': datasets.Value('int64'), 'orig_label': datasets.Value('int64')})
@@ -250,7 +264,7 @@ def _source(spec, data, seed=0, scale=1.0):
         raise DataError(f"Task {spec.name} has no hub source: pass local files with `data=` / `--data`.")
     return None if data is None else _task_root(spec, data)
 
-# %% ../nbs/01_data.ipynb #c033
+# %% ../nbs/01_data.ipynb #c039
 def _read_split(spec, root, lang, split, split_files=None, required=True) -> pd.DataFrame|None:
     "One language's split in standard columns, from the hub (`root` None) or a local folder."
     if root is None:
@@ -263,11 +277,11 @@ def _read_split(spec, root, lang, split, split_files=None, required=True) -> pd.
         have = sorted({p.stem for p in folder.iterdir() if p.suffix[1:] in EXTS})
         raise DataError(f"No {split} file for language {lang!r} in {folder} (looked for "
                         f"{' | '.join(_stems(split, split_files))}.{{{','.join(EXTS)}}}; found: {', '.join(have) or 'none'}). "
-                        f"Use split_files={{'{split}': STEM}} to read another file.")
+                        f"Use split_files={{'{split}': STEM}} to read another file.", option='split_files', split=split, lang=lang)
     df, path = got
     return _standardize(spec, df, lang, split, where=path, stem=path.stem)
 
-# %% ../nbs/01_data.ipynb #c034
+# %% ../nbs/01_data.ipynb #c040
 def _to_dataset(frames) -> Dataset:
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(FEATURES))
     return Dataset.from_pandas(df, features=FEATURES, preserve_index=False)
@@ -284,7 +298,7 @@ def load_task(
     root = _source(spec, data)
     return _to_dataset([_read_split(spec, root, l, split, split_files) for l in _langs(spec, langs)])
 
-# %% ../nbs/01_data.ipynb #c037
+# %% ../nbs/01_data.ipynb #c043
 def _rng(seed, lang=None) -> np.random.Generator:
     return np.random.default_rng([seed] if lang is None else [seed, zlib.crc32(lang.encode())])
 
@@ -293,12 +307,13 @@ def _perm(ids, rng) -> list[str]:
     ids = sorted(ids)
     return [ids[i] for i in rng.permutation(len(ids))]
 
-def _take(order, n, what):
-    "The first n of order (all when n is None), or a DataError naming `what` and the counts."
-    if n is not None and len(order) < n: raise DataError(f"{what}: asked for {n} examples, only {len(order)} available.")
+def _take(order, n, what, **info):
+    "The first n of order (all when n is None), or a DataError naming `what` and the counts (also in `.info`)."
+    if n is not None and len(order) < n:
+        raise DataError(f"{what}: asked for {n} examples, only {len(order)} available.", need=n, have=len(order), **info)
     return order if n is None else order[:n]
 
-# %% ../nbs/01_data.ipynb #c038
+# %% ../nbs/01_data.ipynb #c044
 def _draw(
     spec, frames:dict, n, seed, split, exclude=None,  # exclude: {lang: ids} not to draw
 ) -> dict[str, list[str]]:
@@ -309,15 +324,18 @@ def _draw(
         common = set.intersection(*avail.values())
         counts = ', '.join(f"{l}: {len(a)}" for l, a in avail.items())
         ids = _take(_perm(common, _rng(seed)), n, f"{spec.name} {split}: ids present in every language "
-                    f"({', '.join(frames)}; per language {counts})")
+                    f"({', '.join(frames)}; per language {counts})", split=split.split()[0], excluded=_n_excluded(exclude))
         return {l: ids for l in frames}
-    return {l: _take(_perm(a, _rng(seed, l)), n, f"{spec.name} {split} language {l!r}") for l, a in avail.items()}
+    return {l: _take(_perm(a, _rng(seed, l)), n, f"{spec.name} {split} language {l!r}", split=split.split()[0],
+                     excluded=_n_excluded(exclude)) for l, a in avail.items()}
+
+def _n_excluded(exclude) -> int: return max((len(v) for v in exclude.values()), default=0)
 
 def _select(frames, ids) -> list[pd.DataFrame]:
     "Rows of each language in the drawn order."
     return [f.set_index('id').loc[ids[l]].reset_index() for l, f in frames.items()]
 
-# %% ../nbs/01_data.ipynb #c039
+# %% ../nbs/01_data.ipynb #c045
 def load_splits(
     task,               # task name or TaskSpec
     langs=None,         # languages (default: the task's)
@@ -343,7 +361,7 @@ def load_splits(
     return DatasetDict(train=_to_dataset(_select(train, tr_ids)), dev=_to_dataset(_select(dev, dv_ids)),
                        test=_to_dataset(_select(test, te_ids)))
 
-# %% ../nbs/01_data.ipynb #c050
+# %% ../nbs/01_data.ipynb #c056
 def tokenize(
     ds:Dataset,           # examples in the standard columns
     tokenizer,            # the model's tokenizer (PreTrainedTokenizerBase)

@@ -4,15 +4,14 @@
 
 # %% ../nbs/03_demo.ipynb #c003
 from __future__ import annotations
-import hashlib, json, math, os, time
+import hashlib, json, math, time
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
 from tqdm.auto import tqdm
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorForLanguageModeling,
-                          PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaForMaskedLM)
-from .core import BUILDS, atomic_build, cache_dir
+from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaForMaskedLM
+from .core import atomic_build, cache_dir
 from .data import TaskSpec, register_task
 
 # %% auto #0

@@ -26,7 +26,7 @@ def save_figure(
     "Write `path.png`, `path.svg` and `df` as `path.csv` when `path` is given; return `fig`."
     if path is None: return fig
     path = Path(path)
-    for ext in ('png', 'svg'): atomic_write(path.with_suffix('.' + ext), lambda t: fig.savefig(t, format=ext, bbox_inches='tight'))
+    for ext in ('png', 'svg'): atomic_write(path.with_suffix('.' + ext), lambda t, ext=ext: fig.savefig(t, format=ext, bbox_inches='tight'))
     atomic_write(path.with_suffix('.csv'), lambda t: df.to_csv(t, index=False))
     return fig
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_report.ipynb #c002
 from __future__ import annotations
-import contextlib, hashlib, os, sys, time
+import contextlib, hashlib, importlib.util, os, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 import modtrace
@@ -26,8 +26,8 @@ def analysis_template() -> Path:
 def check_report():
     "The report's needs, checked before the study starts: the template and papermill."
     analysis_template()
-    try: import papermill
-    except ImportError: raise RunError("The report needs papermill (pip install papermill), or pass --no-report.") from None
+    if importlib.util.find_spec('papermill') is None:
+        raise RunError("The report needs papermill (pip install papermill), or pass --no-report.")
 
 # %% ../nbs/13_report.ipynb #c009
 def files_hash(files) -> str:

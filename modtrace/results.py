@@ -17,9 +17,9 @@ from .figures import (plot_contributions, plot_correlation, plot_head_usage, plo
                               plot_layer_similarity, plot_overlap_vs_influence, plot_pairs, plot_specialization_curves, table2)
 
 # %% auto #0
-__all__ = ['RESULTS', 'Variant', 'study_variants', 'default_choices', 'ResultInputs', 'shares_of', 'deltas', 'own_contributions',
-           'per_checkpoint', 'spec_vs_accuracy', 'mask_vs_influence', 'accuracy_table', 'Result', 'register_result',
-           'study_results', 'plot_result', 'write_results']
+__all__ = ['RUNS', 'RESULTS', 'Variant', 'study_variants', 'default_choices', 'ResultInputs', 'shares_of', 'deltas',
+           'own_contributions', 'per_checkpoint', 'spec_vs_accuracy', 'mask_vs_influence', 'accuracy_table', 'Result',
+           'register_result', 'study_results', 'plot_result', 'write_results']
 
 # %% ../nbs/12_results.ipynb #c005
 @dataclass(frozen=True)
@@ -108,9 +108,11 @@ def own_contributions(ctx:ResultInputs, run:str, which:str='pos') -> pd.DataFram
     return pd.concat([contributions(shares_of(ctx.shares, v.name, which), langs=ctx.langs, **ctx.boot) for v in ctx.find(run, 'own')])
 
 # %% ../nbs/12_results.ipynb #c022
-def per_checkpoint(ctx:ResultInputs, runs={'full FT': 'full', 'SFT': 'sft', 'random SFT': 'rsft'}) -> pd.DataFrame:
-    "Fig. 16-18: specialization of each language's subnetwork at each checkpoint, per fine-tuning run."
-    rows, s = [], ctx.shares
+RUNS = {'full FT': 'full', 'SFT': 'sft', 'random SFT': 'rsft'}   # the fine-tuning runs by their names in the paper's figures
+
+def per_checkpoint(ctx:ResultInputs, runs:dict|None=None) -> pd.DataFrame:
+    "Fig. 16-18: specialization of each language's subnetwork at each checkpoint, per fine-tuning run (default: `RUNS`)."
+    rows, s, runs = [], ctx.shares, runs or RUNS
     for label, run in runs.items():
         for v in ctx.find(run, 'own'):
             own = s[(s.variant == v.name) & (s.which == 'pos') & (s.epoch != 'sum')]

@@ -6,7 +6,6 @@
 from __future__ import annotations
 import hashlib, math, re
 from contextlib import nullcontext
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm

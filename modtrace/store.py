@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from .core import write_json
 from .model import cross_entropy, load_checkpoint
-from .sketch import Sketcher, iter_sketches, SketchError
+from .sketch import Sketcher, iter_sketches
 
 # %% auto #0
 __all__ = ['AGREE', 'StoreError', 'checkpoint_info', 'check_compatible', 'SketchStore', 'store_dtype', 'build_store',

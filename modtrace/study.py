@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_study.ipynb #c002
 from __future__ import annotations
-import argparse, json, sys, time, types, typing
+import argparse, json, math, sys, time, types, typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +13,7 @@ import datasets, pandas as pd, torch, transformers
 from fastcore.basics import patch
 from fastcore.docments import docments
 from .core import atomic_write, write_json
-from .data import get_task, load_splits, tokenize
+from .data import DataError, get_task, load_splits, tokenize
 from .model import check_masks, load_classifier, load_masks, load_tokenizer, model_shape, random_mask, save_masks, shuffle_mask
 from .finetune import finetune
 from .subnetworks import find_subnetworks, heads_disabled, load_subnetworks, mask_intersection, save_subnetworks
@@ -33,10 +33,10 @@ __all__ = ['PAPER_SIZES', 'SKETCH', 'COMMANDS', 'OptionError', 'check_options', 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
     "A bad option of the study, named as the interface in use spells it (`top_m` in Python, `--top-m` on the command line)."
-    def __init__(self, option:str, message:str):
+    def __init__(self, option:str, message:str):   # `message` says `{opt}` where the option's name goes
         self.option, self.template = option, message
-        super().__init__(message.format(opt=option))
-    def cli(self) -> str: return self.template.format(opt='--' + self.option.replace('_', '-'))
+        super().__init__(message.replace('{opt}', option))
+    def cli(self) -> str: return self.template.replace('{opt}', '--' + self.option.replace('_', '-'))
 
 # %% ../nbs/14_study.ipynb #c007
 def _need(ok:bool, option:str, message:str):
@@ -86,6 +86,30 @@ def study_splits(
              else {k: max(1, round(v * scale)) for k, v in PAPER_SIZES.items()})
     return load_splits(task, data=data, seed=seed, scale=scale, split_files=split_files, **sizes)
 
+def _options_fix(e:DataError, o:SimpleNamespace):
+    "A data error that an option of the study fixes, as an `OptionError` naming that option (else `e`)."
+    i, P = e.info, {'train': PAPER_SIZES['n_train'], 'dev': PAPER_SIZES['n_dev'], 'test': PAPER_SIZES['n_test']}
+    if i.get('option') == 'split_files' and i.get('split') == 'train':
+        return OptionError('train_file', str(e).replace("Use split_files={'train': STEM} to read another file.",
+                                                        "Use {opt} STEM to read another file (e.g. {opt} train_from_dev)."))
+    if 'need' in i and i.get('split') in P:
+        return OptionError('scale', f"{e} With {{opt}} {o.scale} the study draws {i['need']} {i['split']} examples per language: "
+                                    f"use {{opt}} {_largest_scale(o, e):g} or less.")
+    return e
+
+def _largest_scale(o:SimpleNamespace, e:DataError) -> float:
+    "The largest --scale the data allows: the bound of the split that ran short, checked until every split fits."
+    P = {'train': PAPER_SIZES['n_train'], 'dev': PAPER_SIZES['n_dev'], 'test': PAPER_SIZES['n_test']}
+    for _ in range(len(P)):                                               # at most one shortage per split
+        i = e.info
+        most = (i['have'] + i['excluded']) / (P['train'] + P['dev']) if i['excluded'] else i['have'] / P[i['split']]
+        most = math.floor(most * 1000) / 1000
+        try: study_splits(o.task, o.data, most, o.seed, {'train': o.train_file} if o.train_file else None); return most
+        except DataError as e2:
+            if 'need' not in e2.info: return most
+            e = e2
+    return most
+
 def data_fingerprint(splits) -> str:
     "What the examples are: a hash of every split's (lang, id, label, text) — a changed file changes it."
     return fingerprint(**{k: [list(ds['lang']), list(ds['id']), list(ds['label']), list(ds['text']), list(ds['text_pair'])]
@@ -115,7 +139,8 @@ def _model_path(spec, model, seed):
 def prepare(o:SimpleNamespace, log=print) -> StudyData:
     "The task's splits, the model, the hyper-parameters; every option that needs them checked."
     spec, t0 = get_task(o.task), time.time()
-    raw = study_splits(o.task, o.data, o.scale, o.seed, {'train': o.train_file} if o.train_file else None)
+    try: raw = study_splits(o.task, o.data, o.scale, o.seed, {'train': o.train_file} if o.train_file else None)
+    except DataError as e: raise _options_fix(e, o) from None
     langs = list(dict.fromkeys(raw['train']['lang']))
     path = _model_path(spec, o.model, o.seed)
     tok, arch = load_tokenizer(path), load_classifier(path, seed=o.seed)

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, XLMRobertaForMaskedLM
 import modtrace.demo as D
-from modtrace.demo import (DEMO_LANGS, BUILDS, demo_data, demo_model, demo_sizes, demo_corpus, lexicon,
+from modtrace.core import BUILDS
+from modtrace.demo import (DEMO_LANGS, demo_data, demo_model, demo_sizes, demo_corpus, lexicon,
                            planted_relatedness, realised_relatedness, clause_concepts)
 from modtrace.data import get_task, load_splits
 

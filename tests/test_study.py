@@ -177,3 +177,42 @@ def test_a_second_study_on_the_same_folder_stops_with_one_clear_error(reference,
     from modtrace.run import RunFolder
     with RunFolder(tmp_path/'pawsx').lock():
         with pytest.raises(ValueError, match='is in use by another modtrace study'): run_study(**kw(tiny_folder, shared_data, tmp_path))
+
+# ---------------------------------------------------------------- every option checked before any work
+def _exit(argv):
+    with pytest.raises(SystemExit) as e: main(argv)
+    return str(e.value)
+
+@pytest.mark.parametrize('extra,words', [
+    (['--epochs', '0'], '--epochs must be an integer >= 1'),               # 0 used to mean "the task's default"
+    (['--lr', '0'], '--lr must be > 0'),
+    (['--scale', '-1', '--top-m', '1'], '--scale must be > 0'),            # used to exit 0 with half the cells NaN
+    (['--batch-size', '0'], '--batch-size must be an integer >= 1'),
+    (['--n-boot', '1'], '--n-boot must be an integer >= 2'),
+    (['--keep', '0'], '--keep must lie in (0, 1]'),
+    (['--tracin-epochs', '0'], '--tracin-epochs must be epoch numbers >= 1'),
+    (['--tracin-epochs', '1'], '--tracin-epochs [1] must include the last epoch (2)'),
+    (['--masks', 'no-such-masks.json'], '--masks must be \'random\' or a mask file'),
+    (['--focus', 'xx'], "--focus names language(s) ['xx']"),
+    (['--compose', 'en'], '--compose takes pairs of two different languages'),
+    (['--scale', '5'], 'use --scale 0.8 or less'),                         # the samples hold 2,000 training rows per language
+])
+def test_every_bad_option_is_one_line_naming_it_before_any_work(tiny_folder, shared_data, tmp_path, extra, words):
+    msg = _exit(args(tiny_folder, shared_data, tmp_path) + extra)
+    assert msg.startswith('modtrace: error: ') and words in msg and '\n' not in msg, msg
+    assert not list((tmp_path/'pawsx').glob('full-*'))                      # nothing trained
+
+def test_a_mask_file_that_does_not_fit_stops_before_fine_tuning(tiny_folder, shared_data, tmp_path):
+    wrong = save_masks(tmp_path/'wrong.json', {l: torch.ones(3, 4) for l in LANGS})
+    short = save_masks(tmp_path/'short.json', {l: torch.ones(2, 4) for l in LANGS[:2]})
+    assert "--masks: " in (m := _exit(args(tiny_folder, shared_data, tmp_path) + ['--masks', str(wrong)])) and '(3, 4)' in m
+    assert "no mask for language(s) ['de', 'ko', 'es']" in _exit(args(tiny_folder, shared_data, tmp_path) + ['--masks', str(short)])
+    assert not list((tmp_path/'pawsx').glob('full-*'))
+
+def test_errors_name_the_options_of_the_command(tiny_folder, shared_data, tmp_path):
+    "XNLI's Russian has no train file: the fix is --train-file (not split_files=...); an unwritable --out is one line."
+    msg = _exit(['study', '--task', 'xnli', '--model', str(tiny_folder), '--data', str(shared_data), '--out', str(tmp_path),
+                 '--scale', '0.01', '--no-report', '--no-progress'])
+    assert "Use --train-file STEM" in msg and 'split_files' not in msg, msg
+    (tmp_path/'file').write_text('')
+    assert 'Cannot write the run folder' in _exit(args(tiny_folder, shared_data, tmp_path/'file'/'sub'))
