@@ -46,7 +46,7 @@ def pad_collator(
         return out
     return collate
 
-# %% ../nbs/04_finetune.ipynb #c010
+# %% ../nbs/04_finetune.ipynb #c011
 MODEL_INPUTS = ('input_ids', 'attention_mask', 'token_type_ids')
 
 def languages(ds:Dataset) -> list[str]:
@@ -68,7 +68,7 @@ def model_columns(
     keep = [c for c in MODEL_INPUTS if c in ds.column_names] + ['label', 'lang_id']
     return ds.select_columns(keep).rename_column('label', 'labels')
 
-# %% ../nbs/04_finetune.ipynb #c014
+# %% ../nbs/04_finetune.ipynb #c017
 def model_inputs(
     batch:dict,     # a padded batch (`pad_collator`), or one unpadded example (1, T)
     device=None,    # where the tensors go
@@ -82,7 +82,7 @@ def model_inputs(
         x['attention_mask'] = torch.ones_like(x['input_ids'])                     # one unpadded example: every token counts
     return x
 
-# %% ../nbs/04_finetune.ipynb #c017
+# %% ../nbs/04_finetune.ipynb #c022
 def example_loader(
     ds:Dataset,                 # tokenized examples with `lang`, `label`, `input_ids` (+ `attention_mask`, `token_type_ids`)
     pad_token_id:int,           # the model's `config.pad_token_id`
@@ -95,7 +95,7 @@ def example_loader(
     if batch_sampler is not None: return DataLoader(cols, batch_sampler=batch_sampler, collate_fn=collate)
     return DataLoader(cols, batch_size=batch_size, collate_fn=collate)
 
-# %% ../nbs/04_finetune.ipynb #c021
+# %% ../nbs/04_finetune.ipynb #c027
 class EpochBatches:
     "Batch sampler: the whole set shuffled every epoch, the order seeded by (seed, epoch)."
     def __init__(self, n:int, batch_size:int, seed:int=0): self.n, self.bs, self.seed, self.epoch = n, batch_size, seed, 0
@@ -105,7 +105,7 @@ class EpochBatches:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
         for i in range(0, self.n, self.bs): yield order[i:i + self.bs].tolist()
 
-# %% ../nbs/04_finetune.ipynb #c025
+# %% ../nbs/04_finetune.ipynb #c032
 class LanguageBatches:
     "Batch sampler for SFT: one language per batch, every language equally often, languages in random order."
     def __init__(self,
@@ -135,7 +135,7 @@ class LanguageBatches:
     def __iter__(self):
         for _, batches in self.steps(): yield from batches
 
-# %% ../nbs/04_finetune.ipynb #c029
+# %% ../nbs/04_finetune.ipynb #c038
 def example_masks(
     xi,                       # None | one (L, H) mask | {lang: (L, H) mask}
     lang_id:torch.Tensor,     # (B,) each example's index into `langs`
@@ -155,7 +155,7 @@ def split_masks(
     if isinstance(xi, dict): return check_masks(xi, model_shape(model), langs)
     return check_mask(torch.as_tensor(xi).float(), model_shape(model))
 
-# %% ../nbs/04_finetune.ipynb #c031
+# %% ../nbs/04_finetune.ipynb #c043
 @torch.no_grad()
 def predict(
     model:nn.Module,          # a sequence classifier
@@ -191,7 +191,7 @@ def predict(
     df['correct'] = df['pred'] == df['label']
     return df
 
-# %% ../nbs/04_finetune.ipynb #c033
+# %% ../nbs/04_finetune.ipynb #c047
 def accuracy(
     pred:pd.DataFrame,  # `predict`'s output
 ) -> dict[str, float]:
@@ -209,7 +209,7 @@ def evaluate(
     "Accuracy per language (+ 'all'), optionally under a head mask."
     return accuracy(predict(model, ds, xi, batch_size, progress=progress))
 
-# %% ../nbs/04_finetune.ipynb #c039
+# %% ../nbs/04_finetune.ipynb #c055
 def frozen_entries(
     model:nn.Module,    # the (unwrapped) classifier
     xi:torch.Tensor,    # (L, H) binary mask of the batch's language
@@ -218,7 +218,7 @@ def frozen_entries(
     params = dict(model.named_parameters())
     return [(params[n], m.to(params[n].device)) for n, m in head_param_masks(model, xi).items()]
 
-# %% ../nbs/04_finetune.ipynb #c042
+# %% ../nbs/04_finetune.ipynb #c060
 def _opt_state(optimizer): return getattr(optimizer, 'optimizer', optimizer).state  # unwrap AcceleratedOptimizer
 
 def step_frozen(
@@ -239,7 +239,7 @@ def step_frozen(
             for k, v in state.get(p, {}).items():
                 if torch.is_tensor(v) and v.shape == p.shape: v[m] = moments[k] if k in moments else 0
 
-# %% ../nbs/04_finetune.ipynb #c044
+# %% ../nbs/04_finetune.ipynb #c064
 def train_step(
     model:nn.Module,            # the prepared (possibly wrapped) model, in train mode
     batch:dict,                 # model inputs + `labels` (no `lang_id`)
@@ -261,7 +261,7 @@ def train_step(
     optimizer.zero_grad()
     return loss.item()
 
-# %% ../nbs/04_finetune.ipynb #c051
+# %% ../nbs/04_finetune.ipynb #c071
 def complete_epochs(out_dir) -> list[int]:
     "Epochs with a complete checkpoint in `out_dir` (ascending)."
     out_dir = Path(out_dir)
@@ -273,7 +273,7 @@ def checkpoint_dir(out_dir, epoch:int) -> Path:
     "The folder of θ_epoch."
     return Path(out_dir)/f'epoch-{epoch}'
 
-# %% ../nbs/04_finetune.ipynb #c052
+# %% ../nbs/04_finetune.ipynb #c077
 def _save_checkpoint(accelerator, model, tokenizer, out_dir:Path, epoch:int, state:dict):
     "Write θ_epoch, tokenizer, state.json and the resume state to out_dir/epoch-{epoch}, atomically."
     tmp, final = out_dir/f'.epoch-{epoch}.tmp', checkpoint_dir(out_dir, epoch)
@@ -295,7 +295,7 @@ def _save_checkpoint(accelerator, model, tokenizer, out_dir:Path, epoch:int, sta
     accelerator.wait_for_everyone()
     return final
 
-# %% ../nbs/04_finetune.ipynb #c054
+# %% ../nbs/04_finetune.ipynb #c081
 def accuracy_table(
     results:dict,       # `results.json` content (or `FinetuneResult.results`)
     wide:bool=False,    # one column per language instead of tidy rows
@@ -308,7 +308,7 @@ def accuracy_table(
     if not wide: return df
     return df.pivot_table(index=['epoch', 'split'], columns='lang', values='accuracy', sort=False)
 
-# %% ../nbs/04_finetune.ipynb #c056
+# %% ../nbs/04_finetune.ipynb #c085
 @dataclass
 class FinetuneResult:
     "A finished fine-tuning run: its folder, results, and the model holding the last epoch's weights."
@@ -324,7 +324,7 @@ class FinetuneResult:
         return self.results['epochs'][epoch][split]
     def table(self, wide:bool=True) -> pd.DataFrame: return accuracy_table(self.results, wide)
 
-# %% ../nbs/04_finetune.ipynb #c060
+# %% ../nbs/04_finetune.ipynb #c090
 def _param_groups(model:nn.Module, weight_decay:float) -> list[dict]:
     "AdamW groups: weight decay for weight matrices, none for biases and LayerNorm."
     decay, no_decay = [], []
@@ -333,7 +333,7 @@ def _param_groups(model:nn.Module, weight_decay:float) -> list[dict]:
         (no_decay if p.dim() < 2 or 'LayerNorm' in n or 'layer_norm' in n else decay).append(p)
     return [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
 
-# %% ../nbs/04_finetune.ipynb #c061
+# %% ../nbs/04_finetune.ipynb #c093
 def _check_args(lr, epochs, batch_size, splits):
     "One clear ValueError per bad argument."
     if not (isinstance(lr, (int, float)) and lr > 0): raise ValueError(f"lr must be > 0, got {lr!r}.")
@@ -353,7 +353,7 @@ def _prepare_splits(splits, tokenizer, max_length) -> dict[str, Dataset]:
         out[k] = ds
     return out
 
-# %% ../nbs/04_finetune.ipynb #c062
+# %% ../nbs/04_finetune.ipynb #c096
 def _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmup, max_grad_norm, train, loss_fn) -> dict:
     "What a run depends on (run.json): a rerun into the same folder must match it."
     s = {'lr': lr, 'epochs': epochs, 'batch_size': batch_size, 'seed': seed, 'weight_decay': weight_decay,
@@ -373,7 +373,19 @@ def _claim(out_dir:Path, settings:dict, main:bool):
     elif main:
         write_json(f, settings, indent=1)
 
-# %% ../nbs/04_finetune.ipynb #c063
+# %% ../nbs/04_finetune.ipynb #c100
+def _training_parts(model, sets, langs, masks, s, num_processes) -> tuple:
+    "The batch sampler, training batches, AdamW and learning-rate schedule of a run, before `accelerator.prepare`."
+    sampler = (LanguageBatches(list(sets['train']['lang']), s['batch_size'], s['seed'], num_processes) if masks
+               else EpochBatches(len(sets['train']), s['batch_size'], s['seed']))
+    loader = example_loader(sets['train'], model.config.pad_token_id, langs=langs, batch_sampler=sampler)
+    optimizer = torch.optim.AdamW(_param_groups(model, s['weight_decay']), lr=s['lr'])
+    n_steps = s['epochs'] * len(sampler)        # the prepared scheduler steps once per process per step
+    name = 'constant_with_warmup' if s['schedule'] == 'constant' and s['warmup'] else s['schedule']
+    scheduler = get_scheduler(name, optimizer, num_warmup_steps=round(s['warmup'] * n_steps), num_training_steps=n_steps)
+    return sampler, loader, optimizer, scheduler
+
+# %% ../nbs/04_finetune.ipynb #c103
 def _train_epoch(model, loader, optimizer, scheduler, accelerator, masks, frozen, langs, epoch, progress,
                  max_grad_norm, on_step, global_step, loss_fn=cross_entropy) -> tuple[float, list[float], int]:
     "One epoch of full FT (masks None) or SFT; returns (mean loss, learning rates used, global step)."
@@ -396,7 +408,7 @@ def _train_epoch(model, loader, optimizer, scheduler, accelerator, masks, frozen
             if on_step is not None: on_step({'epoch': epoch, 'step': global_step, 'lang': lang, 'loss': losses[-1]}, base)
     return float(np.mean(losses)), lrs, global_step
 
-# %% ../nbs/04_finetune.ipynb #c064
+# %% ../nbs/04_finetune.ipynb #c106
 def _evaluate_epoch(model, sets, masks, batch_size, accelerator, progress) -> dict:
     "Accuracy per language on dev/test (SFT: under each language's own mask, and without masks)."
     out = {}
@@ -405,7 +417,7 @@ def _evaluate_epoch(model, sets, masks, batch_size, accelerator, progress) -> di
         out[f'{split}_full' if masks else split] = accuracy(predict(model, ds, None, batch_size, accelerator, progress))
     return out
 
-# %% ../nbs/04_finetune.ipynb #c066
+# %% ../nbs/04_finetune.ipynb #c110
 def finetune(
     model:nn.Module,         # pretrained classifier (`modtrace.model.load_classifier`); trained in place
     tokenizer,               # its tokenizer (saved with every checkpoint; pads batches); may be None for tokenized splits
@@ -442,18 +454,12 @@ def finetune(
     _claim(out_dir, settings, accelerator.is_main_process)
     return _run(model, tokenizer, sets, out_dir, langs, masks, settings, accelerator, eval_batch_size, progress, on_step, loss_fn)
 
-# %% ../nbs/04_finetune.ipynb #c068
+# %% ../nbs/04_finetune.ipynb #c115
 def _run(model, tokenizer, sets, out_dir, langs, masks, settings, accelerator, eval_batch_size, progress, on_step, loss_fn):
     "The training loop of `finetune`: prepare, resume, train epoch by epoch, checkpoint, evaluate."
     s = settings
     set_seed(s['seed'])
-    sampler = (LanguageBatches(list(sets['train']['lang']), s['batch_size'], s['seed'], accelerator.num_processes) if masks
-               else EpochBatches(len(sets['train']), s['batch_size'], s['seed']))
-    loader = example_loader(sets['train'], model.config.pad_token_id, langs=langs, batch_sampler=sampler)
-    optimizer = torch.optim.AdamW(_param_groups(model, s['weight_decay']), lr=s['lr'])
-    n_steps = s['epochs'] * len(sampler)        # the prepared scheduler steps once per process per step
-    name = 'constant_with_warmup' if s['schedule'] == 'constant' and s['warmup'] else s['schedule']
-    scheduler = get_scheduler(name, optimizer, num_warmup_steps=round(s['warmup'] * n_steps), num_training_steps=n_steps)
+    sampler, loader, optimizer, scheduler = _training_parts(model, sets, langs, masks, s, accelerator.num_processes)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     base = accelerator.unwrap_model(model)
     hooks = [accelerator.register_save_state_pre_hook(lambda models, weights, d: weights.clear()),  # weights: save_pretrained

@@ -24,7 +24,7 @@ def _enabled_mask(model, xi) -> torch.Tensor:
     if xi is None: return torch.ones(shape)
     return check_mask(torch.as_tensor(xi).float(), shape, single=True, nonempty=True).clone()
 
-# %% ../nbs/05_subnetworks.ipynb #c008
+# %% ../nbs/05_subnetworks.ipynb #c011
 def head_importance(
     model:nn.Module,            # a sequence classifier
     ds,                         # tokenized examples with `lang`, `label` (one language, usually)
@@ -52,7 +52,7 @@ def head_importance(
     s = (total / n).float()
     return s / s.norm(dim=1, keepdim=True).clamp_min(1e-20) if normalize else s
 
-# %% ../nbs/05_subnetworks.ipynb #c013
+# %% ../nbs/05_subnetworks.ipynb #c020
 def accuracy_metric(model, ds, xi) -> float:
     "Default pruning metric: accuracy over `ds` under the mask ξ."
     return evaluate(model, ds, xi, progress=False)['all']
@@ -64,7 +64,7 @@ def _check_prune_args(shape, fraction, threshold) -> int:
     if k < 1: raise ValueError(f"fraction={fraction} of {shape[0]}x{shape[1]} heads rounds to {k}: a round would disable nothing.")
     return k
 
-# %% ../nbs/05_subnetworks.ipynb #c014
+# %% ../nbs/05_subnetworks.ipynb #c025
 def prune(
     model:nn.Module,          # the (fully fine-tuned) classifier
     ds,                       # dev examples of ONE language, tokenized
@@ -95,7 +95,7 @@ def prune(
         xi = new
     return xi, traj
 
-# %% ../nbs/05_subnetworks.ipynb #c019
+# %% ../nbs/05_subnetworks.ipynb #c032
 def find_subnetworks(
     model:nn.Module,            # the fully fine-tuned classifier
     dev_ds,                     # tokenized dev examples of all languages
@@ -112,6 +112,7 @@ def find_subnetworks(
         masks[l], trajs[l] = prune(model, dev_ds.select(idx), **kwargs)
     return masks, trajs
 
+# %% ../nbs/05_subnetworks.ipynb #c037
 def save_subnetworks(path, masks:dict, trajectories:dict|None=None, **meta) -> Path:
     "One JSON file (via `save_masks`): n_layers, n_heads, masks and the trajectories."
     return save_masks(path, masks, trajectories=trajectories or {}, **meta)
@@ -121,7 +122,7 @@ def load_subnetworks(path, model:nn.Module|None=None) -> tuple[dict[str, torch.T
     masks = load_masks(path, model)
     return masks, json.loads(Path(path).read_text()).get('trajectories', {})
 
-# %% ../nbs/05_subnetworks.ipynb #c023
+# %% ../nbs/05_subnetworks.ipynb #c043
 def random_masks(xi, seeds=(0, 1, 2)) -> dict[int, torch.Tensor]:
     "ξ shuffled once per seed: {seed: mask}."
     return {s: shuffle_mask(xi, s) for s in seeds}
@@ -131,6 +132,7 @@ def suboptimal_masks(masks:dict, source:str) -> dict[str, torch.Tensor]:
     if source not in masks: raise KeyError(f"No mask for {source!r}; have {sorted(masks)}.")
     return {t: masks[source] for t in masks if t != source}
 
+# %% ../nbs/05_subnetworks.ipynb #c048
 def mask_union(*xis) -> torch.Tensor:
     "Heads enabled in any mask."
     return torch.stack([torch.as_tensor(x).float() for x in xis]).amax(0)
@@ -139,7 +141,7 @@ def mask_intersection(*xis) -> torch.Tensor:
     "Heads enabled in every mask."
     return torch.stack([torch.as_tensor(x).float() for x in xis]).amin(0)
 
-# %% ../nbs/05_subnetworks.ipynb #c026
+# %% ../nbs/05_subnetworks.ipynb #c054
 def _stack(masks:dict) -> tuple[list[str], np.ndarray]:
     return list(masks), np.stack([np.asarray(torch.as_tensor(m).float()) for m in masks.values()])  # (N, L, H)
 
@@ -151,6 +153,7 @@ def heads_disabled(masks:dict) -> pd.DataFrame:
                          'n_enabled': (M > 0).reshape(len(langs), -1).sum(1),
                          'pct_disabled': 100 * (M == 0).reshape(len(langs), -1).sum(1) / tot})
 
+# %% ../nbs/05_subnetworks.ipynb #c058
 def head_usage(masks:dict) -> pd.DataFrame:
     "Fig. 11: per head, how many languages' masks enable it."
     _, M = _stack(masks)
@@ -158,6 +161,7 @@ def head_usage(masks:dict) -> pd.DataFrame:
     return pd.DataFrame([(l, h, int(c[l, h])) for l in range(c.shape[0]) for h in range(c.shape[1])],
                         columns=['layer', 'head', 'n_langs'])
 
+# %% ../nbs/05_subnetworks.ipynb #c062
 def shared_heads(masks:dict) -> pd.DataFrame:
     "Fig. 12-14: enabled heads shared by each pair; `share` = shared / enabled heads of `lang_a` (not symmetric)."
     langs, M = _stack(masks)
@@ -166,6 +170,7 @@ def shared_heads(masks:dict) -> pd.DataFrame:
                          for i, a in enumerate(langs) for j, b in enumerate(langs)],
                         columns=['lang_a', 'lang_b', 'shared', 'share'])
 
+# %% ../nbs/05_subnetworks.ipynb #c066
 def _cos(u, v): return float(u @ v / max(np.linalg.norm(u) * np.linalg.norm(v), 1e-20))
 
 def mask_similarity(masks:dict, per_layer:bool=False) -> pd.DataFrame:
