@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_sketch.ipynb #c002
 from __future__ import annotations
-import hashlib, math, re
+import hashlib, math, re, warnings
 from contextlib import nullcontext
 import torch
 from torch import nn
@@ -14,8 +14,8 @@ from .model import cross_entropy, head_gate
 from .finetune import example_loader, example_masks, languages, model_inputs, split_masks
 
 # %% auto #0
-__all__ = ['SketchError', 'check_d', 'select_linears', 'projection', 'KroneckerProjector', 'ExactProjector', 'Sketcher',
-           'explicit_grads', 'sketch_of', 'iter_sketches']
+__all__ = ['SketchError', 'check_d', 'select_linears', 'projection', 'KroneckerProjector', 'ExactProjector', 'check_untied',
+           'Sketcher', 'explicit_grads', 'sketch_of', 'iter_sketches']
 
 # %% ../nbs/06_sketch.ipynb #c005
 class SketchError(ValueError):
@@ -84,6 +84,20 @@ class ExactProjector:
     def describe(self) -> dict: return {'d': None, 'seed': None, 'exact': True}
 
 # %% ../nbs/06_sketch.ipynb #c019
+def check_untied(
+    model:nn.Module,
+    linears:dict[str, nn.Linear],  # the selected layers, as from `select_linears`
+):
+    "One clear error if a selected linear's weight is also held by another module (its hooks would miss that use)."
+    holders = {}
+    for n, mod in model.named_modules(remove_duplicate=False):
+        for p in mod.parameters(recurse=False): holders.setdefault(id(p), {}).setdefault(id(mod), n)
+    for n, l in linears.items():
+        other = [o for i, o in holders[id(l.weight)].items() if i != id(l)]
+        if other: raise SketchError(f"Layer {n!r} shares its weight with {other[0]!r} (tied weights): its gradient includes "
+                                    f"that module's use, which the hooks on {n!r} do not see. Leave it out (layers=...) or untie them.")
+
+# %% ../nbs/06_sketch.ipynb #c022
 class Sketcher:
     "Hooks that turn one batched forward + activation-only backward into per-example gradient sketches."
     def __init__(self,
@@ -100,34 +114,61 @@ class Sketcher:
         desc = self.projector.describe()
         self.d, self.seed, self.exact = desc['d'], desc['seed'], desc['exact']
         self.linears = select_linears(model, layers)
+        check_untied(model, self.linears)
         self.names = list(self.linears)
         self.sizes = {n: self.projector.size(l.out_features, l.in_features) for n, l in self.linears.items()}
         self.dim = sum(self.sizes.values())
+        self.one_at_a_time, self.shared = False, None   # set on the first call with an input whose rows are not the examples
         self._handles, self._acc, self._mask, self._ctx = [], {}, None, None
+        self._each, self._leaves, self._called, self._anchor = False, [], set(), None
 
-# %% ../nbs/06_sketch.ipynb #c021
+# %% ../nbs/06_sketch.ipynb #c025
 from fastcore.basics import patch
+
+class _SharedInput(Exception):
+    "A linear call in the batched pass whose input rows are not the batch's examples: (layer name, input shape)."
+
+@patch
+def _per_example_call(self:Sketcher, x, out) -> bool:
+    "Whether a call's rows are the batch's examples: x (B, n) or (B, T, n) over the batch's tokens, depending on them."
+    B, T = self._mask.shape
+    return out.requires_grad and x.shape[0] == B and (x.dim() == 2 or (x.dim() == 3 and x.shape[1] == T))
 
 @patch
 def _forward_hook(self:Sketcher, name):
     "Keep G2 x_t (padding masked) and ask for G1 δ_t when the output's gradient arrives."
     l = self.linears[name]
     def hook(module, args, out):
+        self._called.add(name)
+        if self._each: return self._one_example_hook(name, args[0], out)
+        if not self._per_example_call(args[0], out): raise _SharedInput(name, tuple(args[0].shape))
         x = args[0].float()
         if x.dim() == 2: x = x[:, None]                                   # (B, n) -> (B, 1, n): the classifier head
         m = self._mask
         if m is not None and x.shape[:2] == m.shape: x = x * m[..., None]  # padding tokens contribute nothing
         a = self.projector.project_in(name, x, l.out_features, l.in_features)   # (B, T, k) or (B, T, n)
-        if out.requires_grad: out.register_hook(self._grad_hook(name, a))
+        out.register_hook(self._grad_hook(name, a))
     return hook
 
 @patch
-def _grad_hook(self:Sketcher, name, a):
+def _one_example_hook(self:Sketcher, name, x, out):
+    "One example alone: every row of the call is its own; an output not depending on the tokens becomes a backward leaf."
+    l = self.linears[name]
+    x = x.float().reshape(1, -1, l.in_features)                          # (1, rows, n), whatever the call's layout
+    a = self.projector.project_in(name, x, l.out_features, l.in_features)   # (1, rows, k) or (1, rows, n)
+    if not out.requires_grad:                                            # e.g. DeBERTa's relative embeddings
+        out = out.detach().requires_grad_(True); self._leaves.append(out)
+    out.register_hook(self._grad_hook(name, a, rows=True))
+    return out
+
+@patch
+def _grad_hook(self:Sketcher, name, a, rows:bool=False):
     "Σ_t (G1 δ_t)(G2 x_t)ᵀ per example, added to the layer's accumulator."
     l = self.linears[name]
     def hook(g):
         g = g.float()
-        if g.dim() == 2: g = g[:, None]                                   # (B, m) -> (B, 1, m)
+        if rows: g = g.reshape(1, -1, l.out_features)                    # one example: (1, rows, m)
+        elif g.dim() == 2: g = g[:, None]                                 # (B, m) -> (B, 1, m)
         b = self.projector.project_out(name, g, l.out_features, l.in_features)  # (B, T, k) or (B, T, m)
         s = torch.einsum('btk,btj->bkj', b, a).flatten(1)                 # (B, k*k) or (B, m*n)
         self._acc[name] = self._acc[name] + s if name in self._acc else s
@@ -140,7 +181,7 @@ def _anchor_hook(self:Sketcher, module, args, out):
     self._anchor = out
     return out
 
-# %% ../nbs/06_sketch.ipynb #c022
+# %% ../nbs/06_sketch.ipynb #c026
 @patch
 def __enter__(self:Sketcher):
     self._ctx = evaluating(self.model, frozen=True); self._ctx.__enter__()   # eval mode, activation-only backward
@@ -154,7 +195,7 @@ def __enter__(self:Sketcher):
 def __exit__(self:Sketcher, *exc):
     for h in self._handles: h.remove()
     if self._ctx is not None: self._ctx.__exit__(None, None, None)
-    self._handles, self._ctx, self._acc, self._mask = [], None, {}, None
+    self._handles, self._ctx, self._acc, self._mask, self._leaves, self._anchor = [], None, {}, None, [], None
 
 @patch
 def __call__(self:Sketcher,
@@ -166,17 +207,62 @@ def __call__(self:Sketcher,
     dev = next(self.model.parameters()).device
     inputs = model_inputs(batch, dev)                                      # (B, T) each; the attention mask is required
     labels = torch.as_tensor(batch['labels']).to(dev)
-    self._mask, self._acc = inputs['attention_mask'].float(), {}
+    if not self.one_at_a_time:
+        try: return self._pass(inputs, labels, xi)
+        except _SharedInput as e: self._go_one_at_a_time(*e.args)
+    return self._each_example(inputs, labels, xi)
+
+# %% ../nbs/06_sketch.ipynb #c028
+@patch
+def _pass(self:Sketcher, inputs, labels, xi, each:bool=False) -> tuple[torch.Tensor, torch.Tensor]:
+    "One forward and one activation-only backward of Σ_b L(z_b): (sketches (B, dim), logits (B, classes))."
+    self._mask, self._acc, self._each, self._leaves, self._called, self._anchor = (
+        inputs['attention_mask'].float(), {}, each, [], set(), None)
     gate = head_gate(self.model, xi) if xi is not None else nullcontext()
-    with torch.enable_grad(), gate:
-        logits = self.model(**inputs).logits                               # (B, classes)
-        loss = self.loss_fn(logits.float(), labels, reduction='sum')       # Σ_b L(z_b): row b's gradient is its own
-        torch.autograd.grad(loss, self._anchor)
-    out = torch.cat([self._acc[n] for n in self.names], 1)                 # (B, dim), layers in model order
-    self._acc = {}
+    try:
+        with torch.enable_grad(), gate:
+            logits = self.model(**inputs).logits                           # (B, classes)
+            loss = self.loss_fn(logits.float(), labels, reduction='sum')   # Σ_b L(z_b): row b's gradient is its own
+            self._check_reached()
+            torch.autograd.grad(loss, [self._anchor, *self._leaves], allow_unused=bool(self._leaves))
+        B, dev = len(labels), logits.device
+        out = torch.cat([self._acc[n] if n in self._acc else torch.zeros(B, self.sizes[n], device=dev)  # no gradient reached it
+                         for n in self.names], 1)                          # (B, dim), layers in model order
+    finally: self._acc, self._leaves, self._anchor = {}, [], None
     return out, logits.detach()
 
-# %% ../nbs/06_sketch.ipynb #c025
+@patch
+def _check_reached(self:Sketcher):
+    "One clear error if the forward pass skipped the embeddings' anchor or a selected linear."
+    if self._anchor is None:
+        raise SketchError(f"The model's forward never called its input embeddings ({type(self.model.get_input_embeddings()).__name__}), "
+                          "where the Sketcher anchors its backward pass; sketch a model that embeds its input_ids with them.")
+    missed = [n for n in self.names if n not in self._called]
+    if missed:
+        raise SketchError(f"Layer {missed[0]!r} (of {len(missed)}) was never called in the forward pass: its weight is used some "
+                          "other way (or not at all), which its hooks cannot see. Leave it out (layers=...).")
+
+@patch
+def _go_one_at_a_time(self:Sketcher, name:str, shape:tuple):
+    "Remember (and say once) that this model's sketches need one pass per example."
+    self.one_at_a_time, self.shared = True, (name, shape)
+    warnings.warn(f"Layer {name!r} has an input of shape {shape} whose rows are not the batch's examples (e.g. DeBERTa's "
+                  "relative position embeddings, shared by the batch): sketching one example at a time (exact, slower). "
+                  "To keep one batched pass, leave such layers out (layers=...).", stacklevel=3)
+
+@patch
+def _each_example(self:Sketcher, inputs, labels, xi) -> tuple[torch.Tensor, torch.Tensor]:
+    "One pass per example, unpadded: exact for any call of a linear, at the price of B small passes."
+    per = xi is not None and torch.as_tensor(xi).dim() == 3
+    rows, logits = [], []
+    for i in range(len(labels)):
+        keep = inputs['attention_mask'][i].bool()
+        one = {k: v[i][keep][None] for k, v in inputs.items()}            # (1, T_i): the example alone, unpadded
+        s, z = self._pass(one, labels[i:i + 1], xi[i] if per else xi, each=True)
+        rows.append(s); logits.append(z)
+    return torch.cat(rows), torch.cat(logits)                              # (B, dim), (B, classes)
+
+# %% ../nbs/06_sketch.ipynb #c030
 def explicit_grads(
     model:nn.Module,
     batch:dict,          # as for `Sketcher.__call__`
@@ -211,7 +297,7 @@ def sketch_of(
         out.append(P.project_in(n, left, m_, n_).flatten(1))                    # G1 g G2ᵀ: (B, k*k)
     return torch.cat(out, 1)
 
-# %% ../nbs/06_sketch.ipynb #c032
+# %% ../nbs/06_sketch.ipynb #c043
 def iter_sketches(
     sketcher:Sketcher,        # entered (`with`) sketcher
     ds,                       # tokenized dataset with lang, label, input_ids

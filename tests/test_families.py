@@ -167,34 +167,43 @@ def test_sft_leaves_disabled_heads_bit_identical_and_trains_the_rest(case):
         assert k.param not in pm or not pm[k.param][r].any()
         assert (after[k.param][r] != before[k.param][r]).all()
 
-# Known failure outside modtrace.model (modtrace.sketch): DeBERTa-v2's relative attention applies the Q/K projections
-# (share_att_key, as mDeBERTa) or pos_query_proj / pos_key_proj to `encoder.rel_embeddings`, a parameter that is not
-# downstream of the input embeddings, which is where `Sketcher` anchors the activation-only backward. That call's
-# output does not require grad, so its share of W_Q's / W_K's gradient is missing from the hook sketch (and the
-# pos_*_proj layers get no sketch at all: KeyError); it is also shared by the whole batch (1, 2 x span, hidden), so
-# hooks on it cannot separate examples. Strict: this fails loudly once the sketcher handles it.
-SKETCH_BROKEN = {'deberta-v2', 'deberta-v2-pos'}
+# DeBERTa-v2's relative attention applies the Q/K projections (share_att_key, as mDeBERTa) or pos_query_proj /
+# pos_key_proj to `encoder.rel_embeddings`, one input shared by the whole batch (1, 2 x span, hidden), repeated per
+# example only after the projection: no hook on that call can tell the examples apart, so the Sketcher sketches such
+# models one example at a time (exact). Every other family keeps its one batched pass.
+ONE_AT_A_TIME = {'deberta-v2', 'deberta-v2-pos'}
 
-@pytest.mark.parametrize('case', [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason='Sketcher misses the '
-                                  "relative-position path of DeBERTa-v2's Q/K projections (see SKETCH_BROKEN)"))
-                                  if c in SKETCH_BROKEN else c for c in CASES])
-def test_hook_sketch_equals_the_explicit_gradients_sketch(case):
+@pytest.mark.parametrize('mask', ['shared', 'per_example'])
+@pytest.mark.parametrize('case', CASES)
+def test_hook_sketch_equals_the_explicit_gradients_sketch(case, mask):
     from modtrace.sketch import Sketcher, explicit_grads, sketch_of
-    m, xi = toy(case), mask_from([(0, 1), (1, 2)], (L, H))
-    g = explicit_grads(m, B, xi=xi)
-    with Sketcher(m, d=16, seed=3) as sk: S, _ = sk(B, xi=xi)
+    m = toy(case)
+    xi = (mask_from([(0, 1), (1, 2)], (L, H)) if mask == 'shared' else
+          torch.stack([mask_from([(b % L, b), ((b + 1) % L, (b + 2) % H)], (L, H)) for b in range(4)]))   # (B, L, H)
+    g = explicit_grads(m, B, xi=xi)                                              # B is right-padded: 9, 3, 6, 5 tokens
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter('always')
+        with Sketcher(m, d=16, seed=3) as sk: S, _ = sk(B, xi=xi)
+    said = [str(w.message) for w in ws if 'one example at a time' in str(w.message)]
+    assert sk.one_at_a_time == (case in ONE_AT_A_TIME) == bool(said), said
+    if case == 'deberta-v2-pos': assert {n.rsplit('.', 1)[-1] for n in sk.names} >= {'pos_query_proj', 'pos_key_proj'}
     torch.testing.assert_close(S, sketch_of(g, sk), rtol=1e-4, atol=1e-6)
-    with Sketcher(m, exact=True) as ex: E, _ = ex(B, xi=xi)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        with Sketcher(m, exact=True) as ex: E, _ = ex(B, xi=xi)
     torch.testing.assert_close(E, g, rtol=1e-4, atol=1e-6)
 
-@pytest.mark.parametrize('case', sorted(SKETCH_BROKEN))
-def test_deberta_sketch_is_exact_on_the_layers_without_relative_positions(case):
-    "The workaround today: sketch DeBERTa-v2 without its Q/K (and pos_*) projections."
+@pytest.mark.parametrize('case', sorted(ONE_AT_A_TIME))
+def test_deberta_without_relative_position_layers_keeps_one_batched_pass(case):
+    "Leaving out the layers that read the relative position embeddings: one batched pass, still exact."
     from modtrace.sketch import Sketcher, explicit_grads, sketch_of
     m, xi, layers = toy(case), mask_from([(0, 1), (1, 2)], (L, H)), r'value_proj|output\.dense|intermediate|pooler|classifier'
     g = explicit_grads(m, B, layers=layers, xi=xi)
-    with Sketcher(m, d=16, seed=3, layers=layers) as sk: S, _ = sk(B, xi=xi)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                                           # no switch to one example at a time
+        with Sketcher(m, d=16, seed=3, layers=layers) as sk: S, _ = sk(B, xi=xi)
     assert not any('query' in n or 'key' in n for n in sk.names) and len(sk.names) == 4 * L + 2
+    assert not sk.one_at_a_time
     torch.testing.assert_close(S, sketch_of(g, sk), rtol=1e-4, atol=1e-6)
 
 @pytest.mark.parametrize('case', CASES)

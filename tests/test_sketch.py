@@ -1,8 +1,12 @@
 "Hook sketches against explicit per-example gradients (modtrace.sketch)."
+import warnings
+from types import SimpleNamespace
 import pytest, torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from datasets import Dataset
 from modtrace.sketch import Sketcher, SketchError, check_d, select_linears, projection, explicit_grads, sketch_of, iter_sketches
-from modtrace.model import random_mask
+from modtrace.model import random_mask, toy_classifier, head_gate
 
 torch.set_num_threads(1)
 
@@ -97,3 +101,107 @@ def test_untokenized_split_is_refused(tiny_model):
     ds = Dataset.from_dict({'id': ['a'], 'lang': ['xx'], 'label': [0], 'text': ['hello']})
     with Sketcher(tiny_model(), d=4) as sk, pytest.raises(SketchError, match=r"lacks column\(s\) \['input_ids'\]"):
         list(iter_sketches(sk, ds, progress=False))
+
+
+def quietly(f, *a, **kw):
+    "f(*a, **kw) and the texts of the warnings it gave."
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter('always')
+        out = f(*a, **kw)
+    return out, [str(w.message) for w in ws]
+
+@pytest.mark.parametrize('share_att_key', [True, False])
+def test_deberta_relative_positions_sketched_one_example_at_a_time(share_att_key):
+    "DeBERTa-v2's Q/K (or pos_*_proj) read relative embeddings shared by the batch: exact, one example at a time."
+    m, b = toy_classifier(family='deberta-v2', share_att_key=share_att_key), batch()
+    xi = torch.stack([random_mask(2, 4, 3 + i, seed=i) for i in range(4)])    # (B, L, H), with padding in b
+    g = explicit_grads(m, b, xi=xi)
+    with Sketcher(m, d=16, seed=3) as sk:
+        (S, logits), said = quietly(sk, b, xi=xi)
+        (S2, _), again = quietly(sk, b, xi=xi)
+    first = 'query_proj' if share_att_key else 'pos_key_proj'
+    assert sk.one_at_a_time and sk.shared == (f'deberta.encoder.layer.0.attention.self.{first}', (1, 16, 16))
+    assert len(said) == 1 and first in said[0] and 'layers=' in said[0] and again == []      # said once
+    torch.testing.assert_close(S, sketch_of(g, sk), rtol=1e-4, atol=1e-6)
+    assert torch.equal(S, S2)
+    with torch.no_grad(), head_gate(m, xi):
+        torch.testing.assert_close(logits, m(input_ids=b['input_ids'], attention_mask=b['attention_mask']).logits, rtol=1e-4, atol=1e-5)
+    with Sketcher(m, exact=True) as ex: (E, _), _ = quietly(ex, b, xi=xi)
+    torch.testing.assert_close(E, g, rtol=1e-4, atol=1e-6)
+    qk = [n for n in sk.names if n.endswith(('query_proj', 'key_proj'))]       # Q, K (+ pos_query, pos_key) per layer
+    assert len(qk) == (2 if share_att_key else 4) * 2
+
+def test_deberta_iter_sketches_with_a_last_batch_of_one():
+    m, b = toy_classifier(family='deberta-v2'), batch()
+    ds = Dataset.from_dict({'id': list('abcd'), 'lang': ['xx'] * 4, 'label': b['labels'].tolist(),
+                            'input_ids': [r[a.bool()].tolist() for r, a in zip(b['input_ids'], b['attention_mask'])]})
+    with Sketcher(m, d=16) as sk: out, _ = quietly(lambda: list(iter_sketches(sk, ds, batch_size=3, progress=False)))
+    assert [o[0] for o in out] == [0, 3]
+    torch.testing.assert_close(torch.cat([o[1] for o in out]), sketch_of(explicit_grads(m, b), sk), rtol=1e-4, atol=1e-6)
+
+class Toy(nn.Module):
+    """Embeddings, then one linear whose rows are not the examples, then a masked mean and a head.
+    kind='table': a linear of a parameter table with as many rows as the batch (shape alone cannot tell);
+    kind='flat': a linear over the batch's tokens flattened to (B·T, n)."""
+    def __init__(self, kind, n=8, rows=4):
+        super().__init__(); torch.manual_seed(0)
+        self.kind, self.emb, self.table = kind, nn.Embedding(60, n), nn.Parameter(torch.randn(rows, n))
+        self.mid, self.head = nn.Linear(n, n), nn.Linear(n, 2)
+    def get_input_embeddings(self): return self.emb
+    def forward(self, input_ids, attention_mask, **kw):
+        h = self.emb(input_ids)                                                  # (B, T, n)
+        if self.kind == 'table': p = self.mid(self.table); h = torch.tanh(h @ p.T) @ p   # p (rows, n): one for the batch
+        else: h = torch.tanh(self.mid(h.reshape(-1, h.shape[-1]))).reshape(h.shape)       # (B·T, n) rows: tokens
+        am = attention_mask[..., None].float()
+        return SimpleNamespace(logits=self.head((h * am).sum(1) / am.sum(1)))     # (B, 2)
+
+@pytest.mark.parametrize('kind', ['table', 'flat'])
+def test_any_linear_whose_rows_are_not_the_examples_is_exact(kind):
+    m, b = Toy(kind), batch()
+    g = explicit_grads(m, b)
+    with Sketcher(m, d=4, seed=1) as sk: (S, _), said = quietly(sk, b)
+    assert sk.one_at_a_time and sk.shared == ('mid', (4, 8) if kind == 'table' else (4 * 9, 8)) and len(said) == 1
+    torch.testing.assert_close(S, sketch_of(g, sk), rtol=1e-4, atol=1e-6)
+    with Sketcher(m, exact=True) as ex: (E, _), _ = quietly(ex, b)
+    torch.testing.assert_close(E, g, rtol=1e-4, atol=1e-6)
+
+def test_what_the_hooks_cannot_see_is_refused(tiny_model):
+    m = tiny_model(); m.unused = nn.Linear(16, 16)
+    with Sketcher(m, d=4) as sk, pytest.raises(SketchError, match=r"Layer 'unused' \(of 1\) was never called .*\(layers="):
+        sk(batch())
+    with Sketcher(m, d=4, layers='classifier') as sk: sk(batch())             # fine without it
+    t = tiny_model(); t.classifier.out_proj.weight = nn.Parameter(t.classifier.dense.weight[:2].detach().clone())
+    t.roberta.encoder.layer[1].output.dense.weight = t.roberta.encoder.layer[0].output.dense.weight
+    with pytest.raises(SketchError, match=r"'roberta.encoder.layer.0.output.dense' shares its weight with "
+                                          r"'roberta.encoder.layer.1.output.dense' \(tied weights\)"):
+        Sketcher(t, d=4)
+    Sketcher(t, d=4, layers='attention')                                      # the untied layers alone are fine
+    class NoEmb(Toy):
+        def get_input_embeddings(self): return self.spare
+    e = NoEmb('flat'); e.spare = nn.Embedding(60, 8)
+    with Sketcher(e, d=4) as sk, pytest.raises(SketchError, match=r"never called its input embeddings \(Embedding\)"):
+        quietly(sk, batch())
+
+class Shapes(TorchDispatchMode):
+    "Every op's output shape inside the block."
+    def __init__(self): super().__init__(); self.seen = set()
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for o in (out if isinstance(out, (tuple, list)) else [out]):
+            if isinstance(o, torch.Tensor): self.seen.add(tuple(o.shape))
+        return out
+
+def gradient_shaped(sk, b):
+    "Shapes of one call's tensors that look like per-example weight gradients: (B', m, n), (B', n, m), (B', m·n), B' ∈ {1, B}."
+    full, Bs = {(l.out_features, l.in_features) for l in sk.linears.values()}, {1, len(b['labels'])}
+    widths = {w for mn in full for w in mn}                                      # (B, m·n) = (B, 32) could be an activation
+    with Shapes() as rec: quietly(sk, b)
+    return {s for s in rec.seen for m_, n_ in full for B_ in Bs
+            if s in {(B_, m_, n_), (B_, n_, m_)} or (s == (B_, m_ * n_) and m_ * n_ not in widths)}
+
+@pytest.mark.parametrize('family', ['xlmr', 'deberta-v2'])
+def test_no_per_example_weight_gradient_is_formed(family):
+    "Scale: the hooks only multiply k-column projections; only ExactProjector forms (B, m·n) gradients."
+    m, b = toy_classifier(family=family, **({'position_buckets': 5} if family == 'deberta-v2' else {})), batch()  # (1, 10, 16) rel. embeddings: no (1, 16, 16) look-alike
+    with Sketcher(m, d=16) as sk: assert gradient_shaped(sk, b) == set()
+    with Sketcher(m, exact=True) as ex: assert (4 if family == 'xlmr' else 1, 32 * 16) in gradient_shaped(ex, b)
