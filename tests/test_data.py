@@ -1,5 +1,5 @@
-"Tasks and data (SPEC section 1): registry, label rule, hub/local sources, splits, tokenisation, errors."
-import json, importlib
+"Tasks and data (SPEC section 1): registry, label rules as data (any label set), hub/local sources, languages, splits, tasks from config files, tokenisation, errors."
+import json
 import numpy as np, pandas as pd
 import pytest, datasets
 import modtrace.data as D
@@ -37,17 +37,19 @@ def test_unknown_task_lists_known_ones():
     with pytest.raises(DataError, match=r"Unknown task .mnli.. Known tasks: demo, demo_single, marc, pawsx, xnli"): get_task('mnli')
     with pytest.raises(DataError, match='Unknown task'): load_splits('mnli')
 
-def test_demo_tasks_import_modtrace_demo_lazily(monkeypatch):
+def test_task_plugins_come_by_entry_point(monkeypatch):
+    "A task the registry lacks is looked up in the plug-ins announced under `modtrace.tasks`; a broken plug-in is one error."
     for t in ('demo', 'demo_single'): monkeypatch.delitem(TASKS, t, raising=False)
-    real = importlib.import_module
-    def missing(name, *a, **k):
-        if name == 'modtrace.demo': raise ModuleNotFoundError("No module named 'modtrace.demo'", name='modtrace.demo')
-        return real(name, *a, **k)
-    monkeypatch.setattr(D.importlib, 'import_module', missing)
-    with pytest.raises(DataError, match='modtrace.demo'): get_task('demo')
     spec = TaskSpec('demo', ('a', 'b'), ('sentence1', 'sentence2'), 'label', (0, 1), 1e-3, 1, True)
-    monkeypatch.setattr(D.importlib, 'import_module', lambda name, *a, **k: register_task(spec) if name == 'modtrace.demo' else real(name))
+    class EP:
+        name, value = 'demo', 'modtrace.demo'
+        def load(self): register_task(spec)
+    monkeypatch.setattr(D.importlib.metadata, 'entry_points', lambda group: [EP()] if group == 'modtrace.tasks' else [])
     assert get_task('demo') is spec
+    class Broken(EP):
+        def load(self): raise ModuleNotFoundError("No module named 'torch'")
+    monkeypatch.setattr(D.importlib.metadata, 'entry_points', lambda group: [Broken()])
+    with pytest.raises(DataError, match=r"plug-in 'demo' \(modtrace.demo.*failed to import: ModuleNotFoundError"): get_task('demo_single')
 
 def test_binarize_rules():
     assert [binarize('xnli', {'label': y}) for y in (0, 1, 2)] == [1, 0, 0]
@@ -260,7 +262,7 @@ def test_missing_field(toy):
 def test_labels_outside_the_task_set(toy, tmp_path):
     write_jsonl(toy/'en'/'train.jsonl', [{'id': str(i), 'sentence1': 'x', 'sentence2': 'y', 'label': y} for i, y in enumerate([0, 1, 2, 'yes', 2])])
     with pytest.raises(DataError, match=rf"{toy/'en'/'train.jsonl'}: values of 'label' outside pawsx's label set \(0, 1\): 'yes', 2\."):
-        load_splits('pawsx', langs=['en'], n_train=2, data=toy)
+        load_splits('pawsx', langs=['en', 'fr'], n_train=2, data=toy)
     write_jsonl(tmp_path/'marc'/'en'/'test.jsonl', [{'id': 'a', 'review_title': None, 'review_body': 'ok', 'stars': 0}])
     with pytest.raises(DataError, match=r"values of 'stars' outside marc's label set \(1, 2, 3, 4, 5\): 0"):
         load_task('marc', 'test', langs=['en'], data=tmp_path)
@@ -340,3 +342,290 @@ def test_tokenize_pairs_and_single_texts(shared_data, bpe_tokenizer):
     mo = tokenize(m, tk, max_length=16)
     for r in mo: assert r['input_ids'] == tk(r['text'], truncation=True, max_length=16)['input_ids']
     assert all(sum(i != tk.unk_token_id for i in r['input_ids'][1:-1]) > 0 for r in mo)  # Chinese text is tokenised, not lost
+
+# ---------------------------------------------------------------- presets unchanged by the label rule as data
+
+def fingerprint_splits(sp):
+    "A hash of what a DatasetDict holds: features, dtypes, every value and the row order."
+    import hashlib
+    h = hashlib.sha256()
+    for k in ('train', 'dev', 'test'):
+        ds = sp[k]; h.update(repr(ds.features).encode()); df = ds.to_pandas()
+        h.update(repr(list(df.dtypes.astype(str))).encode())
+        h.update(pd.util.hash_pandas_object(df, index=True).values.tobytes())
+    return h.hexdigest()[:16]
+
+# Recorded with the per-name label rule (`binarize` hard-coded per task, commit ff7bed5), before the label
+# rule became data (label_map): the presets and the demo must give byte-identical splits.
+TODAY = {
+    'xnli': ('e14226a05d69f1b9', dict(task='xnli', split_files=XNLI_FROM_DEV, n_train=1000, n_dev=300, n_test=500, seed=0)),
+    'xnli_en_de_ru': ('43cc069aaca149c4', dict(task='xnli', langs=['en', 'de', 'ru'], split_files=XNLI_FROM_DEV, n_train=200, n_dev=50, n_test=100, seed=3)),
+    'pawsx': ('f822f3884931b94e', dict(task='pawsx', n_train=1500, n_dev=400, n_test=500, seed=0)),
+    'pawsx_all': ('a3e2d5b22446b6d0', dict(task='pawsx', n_train=None, n_dev=None, n_test=None, seed=1)),
+    'marc': ('bcff6f80490e41f5', dict(task='marc', n_train=300, n_dev=50, n_test=200, seed=0)),
+    'marc_es_zh': ('930d52215377d3bf', dict(task='marc', langs=['es', 'zh'], n_train=100, n_dev=20, n_test=50, seed=2)),
+}
+
+@pytest.mark.parametrize('case', list(TODAY))
+def test_presets_give_the_same_splits_as_before(shared_data, case):
+    want, kw = TODAY[case]
+    kw = dict(kw); task = kw.pop('task')
+    assert fingerprint_splits(load_splits(task, data=shared_data, **kw)) == want
+
+@pytest.mark.parametrize('task,want,kw', [('demo', '8db426c0faa8339c', dict(n_train=None, n_dev=None, n_test=None, scale=0.25)),
+                                          ('demo_single', '0bb4b2a41997bfc5', dict(n_train=20, n_dev=10, n_test=10, scale=0.25))])
+def test_demo_splits_as_before(task, want, kw):
+    "The demo's data generator (modtrace.demo) and this loader together: the demo study's input is unchanged."
+    assert fingerprint_splits(load_splits(task, **kw)) == want
+
+# ---------------------------------------------------------------- label sets
+
+def test_label_value():
+    assert [D.label_value(v) for v in (1, '1', 1.0, ' 2 ', True, np.int64(3), 'pos ', '', None, float('nan'), 0.5, '0.5')] == \
+           [1, 1, 1, 2, 1, 3, 'pos', None, None, None, '0.5', '0.5']
+
+def test_label_rule_is_data_on_the_spec():
+    assert get_task('xnli').class_map == {0: 1, 1: 0, 2: 0} and get_task('xnli').num_labels == 2
+    assert get_task('marc').class_map == {1: 0, 2: 0, 3: None, 4: 1, 5: 1} and get_task('marc').num_labels == 2
+    assert get_task('pawsx').class_map == {0: 0, 1: 1} and get_task('xnli3').class_map == {0: 0, 1: 1, 2: 2}
+    assert get_task('xnli3').num_labels == 3 and get_task('xnli3').class_names == ('entailment', 'neutral', 'contradiction')
+    assert D.map_label('xnli3', {'label': '2'}) == 2 and binarize is D.map_label
+    t = TaskSpec('t', ('a', 'b'), ('x',), 'y', ('neg', 'neu', 'pos'), 1e-3, 1, False, label_map={'neg': 0, 'neu': None, 'pos': 1})
+    assert t.num_labels == 2 and D.map_label(t, {'y': 'neu'}) is None and D.map_label(t, {'y': ' pos'}) == 1
+
+@pytest.mark.parametrize('kw,msg', [
+    (dict(labels=(1,)), 'at least 2 classes'),
+    (dict(labels=(1, 1)), 'must be distinct'),
+    (dict(labels=(1, 2, 3), label_map={1: 0, 2: 1}), r'label_map gives no class to label\(s\) \[3\]'),
+    (dict(labels=(1, 2), label_map={1: 0, 2: 1, 7: 1}), r'label_map maps \[7\], which are not in labels'),
+    (dict(labels=(1, 2), label_map={1: 0, 2: 2}), 'class ids must be the integers 0..k-1'),
+    (dict(labels=(1, 2), label_map={1: 0, 2: None}), 'at least 2 classes'),
+    (dict(labels=(1, 2), class_names=('a', 'b', 'c')), '3 class_names for 2 classes'),
+])
+def test_bad_label_rules(kw, msg):
+    with pytest.raises(DataError, match=msg): TaskSpec('t', ('a', 'b'), ('x',), 'y', lr=1e-3, epochs=1, parallel=False, **kw)
+
+def test_xnli3_reads_the_xnli_files_with_three_classes(shared_data):
+    x3 = load_splits('xnli3', langs=['en', 'ru'], n_train=300, n_dev=60, n_test=200, data=shared_data, split_files=XNLI_FROM_DEV)
+    x2 = load_splits('xnli', langs=['en', 'ru'], n_train=300, n_dev=60, n_test=200, data=shared_data, split_files=XNLI_FROM_DEV)
+    for s in ('train', 'dev', 'test'):
+        a, b = x3[s].to_pandas(), x2[s].to_pandas()
+        assert a.drop(columns='label').equals(b.drop(columns='label'))      # same rows, only the label rule differs
+        assert (a.label == a.orig_label).all() and (b.label == (b.orig_label == 0)).all()
+    assert set(x3['train']['label']) == {0, 1, 2}
+
+# ---------------------------------------------------------------- languages
+
+def test_xnli_with_russian_from_train_from_dev(shared_data):
+    sp = load_splits('xnli', langs=['en', 'de', 'ru'], n_train=200, n_dev=50, n_test=100, data=shared_data, split_files=XNLI_FROM_DEV)
+    for s, n in (('train', 200), ('dev', 50), ('test', 100)):
+        g = by_lang(sp[s])
+        assert list(g) == ['en', 'de', 'ru'] and all(len(d) == n for d in g.values())
+        assert all(list(d.id) == list(g['en'].id) for d in g.values())
+    assert all(i.startswith('dev-') for i in sp['train']['id'])             # read from train_from_dev
+    ru = {r['id']: r for r in raw(shared_data/'xnli'/'ru'/'train_from_dev.jsonl')}
+    t = by_lang(sp['train'])['ru']
+    assert all(ru[i]['premise'] == p for i, p in zip(t.id, t.text))
+
+def test_any_subset_or_superset_of_languages(toy, tmp_path):
+    for l in ('it', 'pt'):                                                   # two languages PAWS-X does not have
+        for split in ('train', 'test'):
+            write_jsonl(toy/l/f'{split}.jsonl', [{'id': str(i), 'sentence1': f'{l} a{i}', 'sentence2': f'{l} b{i}', 'label': i % 2}
+                                                 for i in range(10)])
+    sp = load_splits('pawsx', langs=['pt', 'fr', 'it', 'en'], n_train=4, n_dev=2, n_test=3, data=toy)
+    assert list(by_lang(sp['train'])) == ['en', 'fr', 'pt', 'it']            # the task's own in its order, then the others as given
+    assert list(by_lang(sp['test'])) == ['en', 'fr', 'pt', 'it']
+    sub = load_splits('pawsx', langs=['it', 'pt'], n_train=4, n_dev=2, n_test=3, data=toy)
+    assert list(by_lang(sub['train'])) == ['it', 'pt']
+    assert D.data_languages('pawsx', data=toy) == ['en', 'fr', 'it', 'pt']
+
+def test_at_least_two_languages(toy):
+    for langs in (['en'], 'en', ['en', 'en'], []):
+        with pytest.raises(DataError, match=r'a study needs at least 2 languages') as e: load_splits('pawsx', langs=langs, data=toy)
+        assert e.value.info['option'] == 'langs'
+    with pytest.raises(DataError, match="Languages are codes"): load_splits('pawsx', langs=['en', 3], data=toy)
+    assert len(load_task('pawsx', 'test', langs=['en'], data=toy)) == 10      # one language's split is still fine
+
+def test_missing_languages_are_listed_with_those_found(toy, shared_data, tmp_path):
+    with pytest.raises(DataError, match=r"Languages 'ko', 'ja' are not present in .* Languages found: de, en, es, fr, ru\.") as e:
+        load_splits('xnli', langs=['ko', 'en', 'ja'], data=shared_data, split_files=XNLI_FROM_DEV)
+    assert e.value.info == dict(option='langs', missing=['ko', 'ja'], found=['de', 'en', 'es', 'fr', 'ru'])
+    one = tmp_path/'one'; one.mkdir()
+    for split in ('train', 'test'):                                          # one file per split with a `lang` column
+        pd.concat([pd.DataFrame(raw(toy/l/f'{split}.jsonl')).assign(lang=l) for l in ('en', 'fr')]).to_csv(one/f'{split}.csv', index=False)
+    with pytest.raises(DataError, match=rf"Languages 'de', 'ko' are not present in {one} \(found train.csv, test.csv: 'lang' values en, fr\)\. "
+                                        r"Languages found: en, fr\."):
+        load_splits('pawsx', langs=['en', 'de', 'ko'], data=one)
+    (one/'test.csv').unlink()
+    with pytest.raises(DataError, match=r"Language 'de' is not present in .*train.csv \(its 'lang' column has: en, fr\)"):
+        load_splits('pawsx', langs=['en', 'de'], data=one)
+    assert D.data_languages('pawsx', data=one) == ['en', 'fr']
+
+def test_split_files_with_an_unknown_split(toy):
+    with pytest.raises(DataError, match=r"split_files names unknown split\(s\) \['validation'\]"):
+        load_splits('pawsx', langs=['en', 'fr'], data=toy, split_files={'validation': 'dev'})
+
+# ---------------------------------------------------------------- tasks from a config file
+
+PAWSX_TOML = '''\
+name = "pawsx_custom"
+data = "pawsx"                     # relative to this file
+languages = ["en", "fr", "de", "ko", "es"]
+text = ["sentence1", "sentence2"]
+label = "label"
+labels = [0, 1]
+parallel = true
+lr = 9e-6
+epochs = 5
+focus_lang = "de"
+'''
+
+def assert_same_splits(a, b):
+    for s in ('train', 'dev', 'test'):
+        pd.testing.assert_frame_equal(a[s].to_pandas(), b[s].to_pandas())
+        assert a[s].features == b[s].features
+
+def test_pawsx_as_a_custom_task_equals_the_preset(shared_data, tmp_path, monkeypatch):
+    (tmp_path/'pawsx').symlink_to(shared_data/'pawsx')
+    (tmp_path/'pawsx_custom.toml').write_text(PAWSX_TOML, encoding='utf-8')
+    monkeypatch.chdir(shared_data)                                           # relative paths start at the file, not here
+    spec = D.task_from_config(tmp_path/'pawsx_custom.toml')
+    p = get_task('pawsx')
+    assert (spec.name, spec.languages, spec.fields, spec.lr, spec.epochs, spec.parallel, spec.focus_lang, spec.num_labels) == \
+           ('pawsx_custom', p.languages, p.fields, p.lr, p.epochs, p.parallel, p.focus_lang, 2)
+    assert spec.data == str((tmp_path/'pawsx').resolve()) and spec.source == str(tmp_path/'pawsx_custom.toml')
+    assert get_task('pawsx_custom') is spec and get_task(str(tmp_path/'pawsx_custom.toml')) is spec
+    for kw in (dict(n_train=1500, n_dev=400, n_test=500, seed=0), dict(n_train=100, n_dev=20, n_test=50, seed=4, langs=['ko', 'en'])):
+        assert_same_splits(load_splits(tmp_path/'pawsx_custom.toml', **kw), load_splits('pawsx', data=shared_data, **kw))
+    assert fingerprint_splits(load_splits('pawsx_custom', n_train=1500, n_dev=400, n_test=500)) == TODAY['pawsx'][0]
+
+def test_marc_as_a_custom_yaml_task_with_a_label_map(shared_data, tmp_path):
+    (tmp_path/'marc.yaml').write_text(f'''\
+name: marc_custom
+data: {shared_data/'marc'}
+languages: [zh, en, fr, de, es]
+text: [review_title, review_body]
+optional_text: [review_title]
+label: stars
+label_map: {{1: 0, 2: 0, 3: null, 4: 1, 5: 1}}
+parallel: false
+lr: 2.0e-5
+epochs: 5
+''', encoding='utf-8')
+    spec = get_task(tmp_path/'marc.yaml')
+    assert spec.class_map == {1: 0, 2: 0, 3: None, 4: 1, 5: 1} and not spec.is_pair and spec.num_labels == 2
+    kw = dict(n_train=300, n_dev=50, n_test=200, seed=0)
+    assert_same_splits(load_splits(spec, **kw), load_splits('marc', data=shared_data, **kw))
+    # the same with TOML's text keys and `drop`
+    (tmp_path/'marc.toml').write_text(f'''\
+name = "marc_custom2"
+data = "{shared_data/'marc'}"
+languages = ["zh", "en", "fr", "de", "es"]
+text = ["review_title", "review_body"]
+optional_text = ["review_title"]
+label = "stars"
+label_map = {{"1" = 0, "2" = 0, "4" = 1, "5" = 1}}
+drop = [3]
+parallel = false
+lr = 2e-5
+epochs = 5
+''', encoding='utf-8')
+    assert_same_splits(load_splits(tmp_path/'marc.toml', **kw), load_splits('marc', data=shared_data, **kw))
+
+def test_xnli_three_classes_from_a_config(shared_data, tmp_path):
+    cfg = dict(name='xnli_3class', data=str(shared_data/'xnli'), languages=['en', 'de', 'ru'], text=['premise', 'hypothesis'],
+               label='label', labels=[0, 1, 2], class_names=['entailment', 'neutral', 'contradiction'], parallel=True, lr=2e-5, epochs=4,
+               splits={'train': 'train_from_dev'})
+    spec = D.task_from_config(cfg)
+    assert spec.num_labels == 3 and spec.split_files == XNLI_FROM_DEV and spec.languages == ('en', 'de', 'ru')
+    kw = dict(n_train=300, n_dev=100, n_test=200, seed=2)
+    want = load_splits('xnli3', langs=['en', 'de', 'ru'], data=shared_data, split_files=XNLI_FROM_DEV, **kw)
+    assert_same_splits(load_splits('xnli_3class', **kw), want)
+    with pytest.raises(DataError, match=r"No train file for language 'ru'.*split_files"):   # without its [splits], Russian has no train file
+        D.task_from_config({k: v for k, v in cfg.items() if k != 'splits'})
+
+@pytest.fixture
+def reviews(tmp_path):
+    "One csv per split with a `language` column and text labels (3 classes), and its config as a dict."
+    root = tmp_path/'reviews'; root.mkdir()
+    for split, n in (('train', 12), ('test', 6)):
+        pd.DataFrame([{'id': f'{l}{i}', 'language': l, 'review': f'{l} review {i}', 'title': f't{i}', 'rating': ('neg', 'neu', 'pos')[i % 3]}
+                      for l in ('en', 'de', 'sw') for i in range(n)]).to_csv(root/f'{split}.csv', index=False)
+    return root, dict(name='reviews', data='reviews', text='review', label='rating', labels=['neg', 'neu', 'pos'],
+                      parallel=False, lr=1e-3, epochs=2)
+
+def test_text_labels_and_default_languages(reviews, tmp_path):
+    root, cfg = reviews
+    spec = D.task_from_config(cfg, base=tmp_path)
+    assert spec.languages == ('de', 'en', 'sw') and spec.num_labels == 3 and not spec.is_pair and spec.data == str(root)
+    sp = load_splits('reviews', n_train=6, n_dev=3, n_test=6)
+    assert sp['train'].features['orig_label'].dtype == 'string'
+    df = sp['test'].to_pandas()
+    assert (df.label == df.orig_label.map({'neg': 0, 'neu': 1, 'pos': 2})).all() and set(df.label) == {0, 1, 2}
+    summary = D.check_task_data('reviews')
+    assert list(summary.columns) == ['lang', 'split', 'file', 'rows', 'neg', 'neu', 'pos']
+    assert summary.rows.tolist() == [12, 6] * 3 and summary.neg.tolist() == [4, 2] * 3
+    # two text fields joined into one text (pair = false), and a pair
+    two = D.task_from_config({**cfg, 'name': 'reviews2', 'text': ['title', 'review'], 'pair': False}, base=tmp_path)
+    assert not two.is_pair and load_task(two, 'test', langs=['en'])[0]['text'] == 't0. en review 0'
+    assert D.task_from_config({**cfg, 'name': 'reviews3', 'text': ['title', 'review']}, base=tmp_path).is_pair
+
+@pytest.mark.parametrize('change,msg', [
+    (dict(lables=['neg', 'pos']), r"unknown key\(s\) 'lables' \(did you mean 'labels'\?\)"),
+    (dict(epochs=None), r'missing key\(s\) epochs: epochs = the fine-tuning epochs'),
+    (dict(labels=None), r'missing key\(s\) labels: labels = the label set.*\(or label_map\)'),
+    (dict(text=['review', 'body']), r"train.csv has no field 'body' \(task reviews needs review, body, rating; the file has: id, language, review, title, rating\)"),
+    (dict(label='stars'), r"has no field 'stars'.*the file has: id, language, review, title, rating"),
+    (dict(labels=['pos']), r'1 label\(s\) .*a classification task needs at least 2'),
+    (dict(labels=['neg', 'neu', 'pos', 'mixed', 'n/a']), r"label\(s\) 'mixed', 'n/a' of the label set never occur in the 'rating' field"),
+    (dict(labels=['neg', 'pos']), r"values of 'rating' outside reviews's label set \('neg', 'pos'\): 'neu'"),
+    (dict(languages=['en', 'fr', 'ko']), r'language\(s\) fr, ko not in the data .*Languages found: de, en, sw'),
+    (dict(languages=['en']), r'a study needs at least 2 languages; languages lists en'),
+    (dict(name='xnli'), r"name 'xnli' is taken by a task defined in code"),
+    (dict(name='my task'), r'name must be a name of letters, digits'),
+    (dict(data='nowhere'), r'data folder .*nowhere does not exist'),
+    (dict(text=[]), r'text must be a text field name or a list'),
+    (dict(lr='fast'), r"lr must be a number > 0, not 'fast'"),
+    (dict(epochs=0), r'epochs must be an integer >= 1, not 0'),
+    (dict(parallel='yes'), r"parallel must be true or false, not 'yes'"),
+    (dict(tracin_epochs=[1, 3]), r'tracin_epochs must be a list of epochs between 1 and epochs \(2\)'),
+    (dict(focus_lang='fr'), r"focus_lang 'fr' is not one of the languages de, en, sw"),
+    (dict(splits={'validation': 'dev'}), r'splits must be a table of file stems for train / dev / test'),
+    (dict(label_map={'neg': 0, 'pos': 1}), r"labels \['neg', 'neu', 'pos'\] and label_map/drop \['neg', 'pos'\] must name the same values"),
+    (dict(labels=None, label_map={'neg': 0, 'pos': 1}), r"values of 'rating' outside reviews's label set \('neg', 'pos'\): 'neu'"),
+    (dict(labels=None, label_map={'neg': 0, 'neu': 'x', 'pos': 1}), r'label_map must be a table of original label -> class id'),
+    (dict(labels=None, label_map={'neg': 0, 'neu': 2, 'pos': 1}, drop=['neu']), r"\['neu'\] are both mapped \(label_map\) and dropped"),
+    (dict(drop=['meh']), r"drop names \['meh'\], which are not in labels"),
+    (dict(optional_text=['review']), r'at least one text field must be required'),
+    (dict(text=['review'], pair=True), r'pair = true needs exactly two text fields'),
+    (dict(class_names=['bad', 'good']), r'2 class_names for 3 classes'),
+])
+def test_config_errors(reviews, tmp_path, change, msg):
+    root, cfg = reviews
+    cfg = {k: v for k, v in {**cfg, **change}.items() if v is not None}
+    with pytest.raises(DataError, match=msg): D.task_from_config(cfg, base=tmp_path)
+
+def test_config_drop_with_labels_numbers_the_kept_ones(reviews, tmp_path):
+    root, cfg = reviews
+    spec = D.task_from_config({**cfg, 'drop': ['neu']}, base=tmp_path)
+    assert spec.class_map == {'neg': 0, 'neu': None, 'pos': 1} and spec.num_labels == 2
+    assert set(load_task(spec, 'train', langs=['en'])['orig_label']) == {'neg', 'pos'}
+
+def test_config_files_bad_syntax_and_kinds(tmp_path):
+    (tmp_path/'a.toml').write_text('name = "x"\nlabels = [0, 1\n')
+    with pytest.raises(DataError, match=r'a.toml is not valid TOML'): get_task(tmp_path/'a.toml')
+    (tmp_path/'b.yaml').write_text('- just\n- a list\n')
+    with pytest.raises(DataError, match=r'b.yaml: expected `key = value` lines, found list'): get_task(tmp_path/'b.yaml')
+    with pytest.raises(DataError, match=r'Task config .*c.toml does not exist'): get_task(str(tmp_path/'c.toml'))
+    with pytest.raises(DataError, match=r'is a .toml / .yaml / .yml / .json file'): D.task_from_config(tmp_path/'a.txt')
+
+def test_a_config_file_is_read_and_checked_once_per_content(reviews, tmp_path, monkeypatch):
+    root, cfg = reviews
+    path = tmp_path/'reviews.json'; path.write_text(json.dumps(cfg))
+    calls = []
+    real = D.check_task_data
+    monkeypatch.setattr(D, 'check_task_data', lambda *a, **k: calls.append(1) or real(*a, **k))
+    a = get_task(path); b = get_task(str(path)); load_splits(path, n_train=2, n_dev=1, n_test=1)
+    assert a is b and len(calls) == 1
+    path.write_text(json.dumps({**cfg, 'lr': 5e-4}))                         # a changed file is read again
+    assert get_task(path).lr == 5e-4 and len(calls) == 2 and TASKS['reviews'].lr == 5e-4
