@@ -169,7 +169,7 @@ def correlation(
     ci:float=0.95,      # confidence level
     seed:int=0,         # random seed of the resampling
 ) -> pd.Series:
-    "Pearson r (CI by Fisher) and Spearman ρ (paired bootstrap CI) with their p-values."
+    "Pearson r (CI by Fisher) and Spearman ρ (paired bootstrap CI) with their p-values; intervals and tests over the points."
     x, y = _points(x, y)
     out, p = _coefficients(x, y)
     with warnings.catch_warnings():
@@ -178,8 +178,9 @@ def correlation(
         r = stats.bootstrap((x, y), lambda a, b: stats.spearmanr(a, b).statistic, paired=True, vectorized=False,
                             n_resamples=n_boot, method='percentile', random_state=np.random.default_rng(seed))
     s_lo, s_hi = _nan_ci(r.bootstrap_distribution, ci)
-    return pd.Series({**out, 'pearson_lo': lo, 'pearson_hi': hi, 'spearman_lo': s_lo, 'spearman_hi': s_hi})[
-        ['n', 'pearson_r', 'pearson_p', 'pearson_lo', 'pearson_hi', 'spearman_rho', 'spearman_p', 'spearman_lo', 'spearman_hi']]
+    return pd.Series({**out, 'pearson_lo': lo, 'pearson_hi': hi, 'spearman_lo': s_lo, 'spearman_hi': s_hi, 'ci_over': 'points',
+                      'p_over': 'points'})[['n', 'pearson_r', 'pearson_p', 'pearson_lo', 'pearson_hi', 'spearman_rho', 'spearman_p',
+                                            'spearman_lo', 'spearman_hi', 'ci_over', 'p_over']]
 
 # %% ../nbs/09_aggregate.ipynb #c028
 def _pair_table(M:np.ndarray, R:pd.DataFrame) -> pd.DataFrame:
@@ -218,7 +219,11 @@ def relatedness_agreement(
         r = stats.bootstrap([np.arange(len(x)) for x in X], coef, n_resamples=n_boot, method='percentile', vectorized=True,
                             batch=100, random_state=np.random.default_rng(seed))
     (p_lo, s_lo), (p_hi, s_hi) = zip(*(_nan_ci(d, ci) for d in r.bootstrap_distribution))
+    over_pairs = correlation(pairs['influence'], pairs['relatedness'], n_boot, ci, seed)        # resampling the pairs instead
     st = pd.Series({**out, 'pearson_lo': p_lo, 'pearson_hi': p_hi, 'spearman_lo': s_lo, 'spearman_hi': s_hi,
-                    'n_examples': sum(len(x) for x in X)})
-    return pairs, st[['n', 'n_examples', 'pearson_r', 'pearson_p', 'pearson_lo', 'pearson_hi',
-                      'spearman_rho', 'spearman_p', 'spearman_lo', 'spearman_hi']]
+                    'n_examples': sum(len(x) for x in X), **{f'{k}_pairs_{e}': over_pairs[f'{k}_{e}'] for k in ('pearson', 'spearman')
+                                                             for e in ('lo', 'hi')},
+                    'ci_over': 'test examples', 'p_over': 'language pairs'})
+    return pairs, st[['n', 'n_examples', 'pearson_r', 'pearson_p', 'pearson_lo', 'pearson_hi', 'spearman_rho', 'spearman_p',
+                      'spearman_lo', 'spearman_hi', 'pearson_pairs_lo', 'pearson_pairs_hi', 'spearman_pairs_lo',
+                      'spearman_pairs_hi', 'ci_over', 'p_over']]

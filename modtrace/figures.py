@@ -40,8 +40,8 @@ def _check_columns(df:pd.DataFrame, cols, what:str):
         raise ValueError(f"{what} needs the column(s) {missing}; the table has {list(df.columns)}.")
 
 def _cell_text(v, lo, hi, fmt:str, with_ci:bool) -> str:
-    "A heatmap cell's annotation: the value and, with `with_ci`, its CI on a second line."
-    if not np.isfinite(v): return ''
+    "A heatmap cell's annotation: the value and, with `with_ci`, its CI on a second line; 'n/a' when undefined."
+    if not np.isfinite(v): return 'n/a'
     t = format(v, fmt)
     return t + f'\n[{lo:.1f}, {hi:.1f}]' if with_ci and np.isfinite(lo) and np.isfinite(hi) else t
 
@@ -78,11 +78,23 @@ def plot_contributions(
     return save_figure(fig, tidy, path)
 
 # %% ../nbs/10_figures.ipynb #c017
+def _n(v, fmt='.2f') -> str:
+    "A number for a figure: formatted, or 'n/a' when undefined (NaN), never 'nan'."
+    return format(float(v), fmt) if v is not None and np.isfinite(float(v)) else 'n/a'
+
+def _coef(name, v, lo, hi, p) -> str:
+    return f"{name} = n/a" if _n(v) == 'n/a' else f"{name} = {_n(v)} [{_n(lo)}, {_n(hi)}], p = {_n(p, '.2g')}"
+
 def stats_text(st) -> str:
-    "Two lines: Pearson r [CI], p and Spearman ρ [CI], p, n."
-    return (f"Pearson r = {st['pearson_r']:.2f} [{st['pearson_lo']:.2f}, {st['pearson_hi']:.2f}], p = {st['pearson_p']:.2g}\n"
-            f"Spearman ρ = {st['spearman_rho']:.2f} [{st['spearman_lo']:.2f}, {st['spearman_hi']:.2f}], "
-            f"p = {st['spearman_p']:.2g}; n = {int(st['n'])}")
+    "Pearson r and Spearman ρ, each with its 95% interval and p-value, and what the intervals and tests are over."
+    g = lambda k: st.get(k, np.nan)
+    lines = [_coef('Pearson r', g('pearson_r'), g('pearson_lo'), g('pearson_hi'), g('pearson_p')),
+             _coef('Spearman ρ', g('spearman_rho'), g('spearman_lo'), g('spearman_hi'), g('spearman_p')) + f"; n = {int(st['n'])}"]
+    if 'spearman_pairs_lo' in st:                       # intervals over test examples and over pairs: say which is which
+        lines.append(f"[ ]: 95% CI over {st['ci_over']}; over the {int(st['n'])} {st['p_over']}: ρ in "
+                     f"[{_n(g('spearman_pairs_lo'))}, {_n(g('spearman_pairs_hi'))}]; p over the {st['p_over']}")
+    elif 'ci_over' in st: lines.append(f"[ ]: 95% CI; CIs and p over the {int(st['n'])} {st['ci_over']}")
+    return '\n'.join(lines)
 
 def plot_correlation(
     df:pd.DataFrame,          # one row per point
@@ -100,7 +112,8 @@ def plot_correlation(
     st = correlation(df[x], df[y]) if stats is None else stats
     made = ax is None
     fig, ax = plt.subplots(figsize=(4.8, 3.8)) if made else (ax.figure, ax)
-    sns.regplot(data=df, x=x, y=y, scatter=False, ax=ax, color='0.35', line_kws={'lw': 1}, seed=0)
+    flat = df[x].nunique() < 2 or df[y].nunique() < 2                 # no variation: no line to fit, the coefficients are n/a
+    if not flat: sns.regplot(data=df, x=x, y=y, scatter=False, ax=ax, color='0.35', line_kws={'lw': 1}, seed=0)
     sns.scatterplot(data=df, x=x, y=y, hue=hue, ax=ax, s=28, palette='tab10' if hue else None, color=None if hue else 'C0')
     for _, r in (df.dropna(subset=[x, y]).iterrows() if labels else ()):
         ax.annotate('–'.join(str(r[c]) for c in labels), (r[x], r[y]), fontsize=6, xytext=(3, 2), textcoords='offset points')
@@ -110,7 +123,7 @@ def plot_correlation(
     if path is not None: atomic_write(Path(path).with_suffix('.stats.csv'), lambda t: st.to_frame().T.to_csv(t, index=False))
     return save_figure(fig, df, path)
 
-# %% ../nbs/10_figures.ipynb #c023
+# %% ../nbs/10_figures.ipynb #c025
 def plot_overlap_vs_influence(
     df:pd.DataFrame,    # [test_lang, train_lang, overlap, positive, negative], one row per ordered language pair
     path=None,          # file stem to write .png/.svg/.csv (+ .stats.csv), or None
@@ -128,7 +141,7 @@ def plot_overlap_vs_influence(
         atomic_write(Path(path).with_suffix('.stats.csv'), lambda t: rows.to_csv(t, index=False))
     return save_figure(fig, df, path)
 
-# %% ../nbs/10_figures.ipynb #c027
+# %% ../nbs/10_figures.ipynb #c029
 COEFS = (('pearson_r', 'Pearson r'), ('spearman_rho', 'Spearman ρ'))
 
 def plot_layer_correlation(
@@ -144,13 +157,15 @@ def plot_layer_correlation(
         v = df[c].to_numpy(float); lo, hi = (df.get(c.split('_')[0] + s, pd.Series(v)).to_numpy(float) for s in ('_lo', '_hi'))
         ax.bar(layers + (i - .5) * w, v, w, label=name, color=f'C{i}',
                yerr=np.nan_to_num([np.clip(v - lo, 0, None), np.clip(hi - v, 0, None)]), capsize=2, error_kw={'lw': .8})
+        for x in layers[~np.isfinite(v)]:                                # an undefined coefficient is not a zero bar
+            ax.text(x + (i - .5) * w, 0.03, 'n/a', ha='center', va='bottom', fontsize=6, rotation=90, color=f'C{i}')
     ax.axhline(0, color='0.3', lw=.6); ax.set_ylim(-1.05, 1.05)
     ax.set_xticks(layers, df['layer'].tolist()); ax.set(xlabel='layer', ylabel='correlation')
     ax.set_title(_wrap(title), fontsize=9); ax.legend(fontsize=7, frameon=False)
     plt.close(fig)
     return save_figure(fig, df, path)
 
-# %% ../nbs/10_figures.ipynb #c031
+# %% ../nbs/10_figures.ipynb #c035
 def plot_specialization_curves(
     df:pd.DataFrame,   # [model, epoch, test_lang, value, lo, hi] (`specialization` per checkpoint)
     path=None,         # file stem to write .png/.svg/.csv, or None
@@ -174,7 +189,7 @@ def plot_specialization_curves(
     plt.close(fig)
     return save_figure(fig, df, path)
 
-# %% ../nbs/10_figures.ipynb #c035
+# %% ../nbs/10_figures.ipynb #c039
 def table2(
     runs:dict,          # {label: FinetuneResult | results.json dict | its 'epochs' list}, e.g. {'full FT': ..., 'SFT': ...}
     split:str='test',   # which accuracy
@@ -202,7 +217,7 @@ def plot_accuracy_table(
     plt.close(fig)
     return save_figure(fig, df, path)
 
-# %% ../nbs/10_figures.ipynb #c039
+# %% ../nbs/10_figures.ipynb #c043
 def plot_head_usage(masks:dict, path=None):
     "Fig. 11: layers × heads grid, each cell the number of languages using the head."
     df = head_usage(masks)
@@ -219,7 +234,7 @@ def plot_pairs(df:pd.DataFrame, value:str, path=None, title:str='', fmt:str='.2f
     ax.set_title(title); plt.close(fig)
     return save_figure(fig, df, path)
 
-# %% ../nbs/10_figures.ipynb #c042
+# %% ../nbs/10_figures.ipynb #c046
 def plot_layer_similarity(masks:dict, path=None):
     "Fig. 9: one cosine-similarity heatmap per layer."
     df = mask_similarity(masks, per_layer=True)

@@ -58,6 +58,7 @@ def model_columns(
     langs:list[str]|None=None,  # language order for `lang_id`; default: `languages(ds)`
 ) -> Dataset:
     "The columns a batch needs: model inputs, `labels`, `lang_id`."
+    if len(ds) == 0: raise ValueError("The split holds no example: there is nothing to run the model on.")
     missing = [c for c in ('input_ids', 'lang', 'label') if c not in ds.column_names]
     if missing: raise ValueError(f"The split lacks column(s) {missing}; it has {ds.column_names}. "
                                  "Pass splits from modtrace.data (tokenized with `tokenize`, or raw with a tokenizer).")

@@ -19,7 +19,7 @@ from .figures import (plot_contributions, plot_correlation, plot_head_usage, plo
 # %% auto #0
 __all__ = ['RUNS', 'RESULTS', 'Variant', 'study_variants', 'default_choices', 'ResultInputs', 'shares_of', 'deltas',
            'own_contributions', 'per_checkpoint', 'spec_vs_accuracy', 'mask_vs_influence', 'accuracy_table', 'Result',
-           'register_result', 'study_results', 'plot_result', 'write_results']
+           'register_result', 'study_results', 'model_health', 'health_note', 'plot_result', 'write_results']
 
 # %% ../nbs/12_results.ipynb #c005
 @dataclass(frozen=True)
@@ -262,6 +262,38 @@ def study_results(
     return done
 
 # %% ../nbs/12_results.ipynb #c042
+from scipy import stats as _stats
+
+def model_health(
+    ctx:ResultInputs,         # the study's outputs; its shares need the final checkpoint's `pred` and `label`
+    alpha:float=0.01,         # "at chance": accuracy not above the majority-class rate at this level
+) -> pd.DataFrame|None:
+    "Per model and test language: accuracy, majority-class rate, top predicted class share, and a warning (None without predictions)."
+    s = ctx.shares
+    if not {'pred', 'label'} <= set(s.columns): return None
+    s, rows = s[(s.which == 'pos') & (s.epoch == 'sum')], []
+    for v in ctx.variants:
+        if v.role not in ('full', 'own'): continue
+        for l, g in s[s.variant == v.name].groupby('lang', sort=False):
+            n, k = len(g), int(g['correct'].sum())
+            maj, top = g['label'].value_counts(normalize=True).iloc[0], g['pred'].value_counts(normalize=True).iloc[0]
+            p = _stats.binomtest(k, n, maj, alternative='greater').pvalue if maj < 1 else 1.0
+            rows.append(dict(model={v2: k2 for k2, v2 in RUNS.items()}[v.run] + ('' if v.role == 'full' else f' + ξ_{v.lang}'),
+                             variant=v.name, test_lang=l, n=n, accuracy=100 * k / n, majority=100 * maj, top_prediction=100 * top,
+                             p_above_majority=p, warning='predicts one class' if top == 1 else 'at chance' if p > alpha else ''))
+    return pd.DataFrame(rows)
+
+def health_note(health:pd.DataFrame|None) -> str:
+    "One line of warnings from `model_health` ('' when every model learned): what a figure's title and the log say."
+    if health is None or not (bad := health[health.warning != '']).size: return ''
+    return '⚠ ' + '; '.join(f"{w}: " + ', '.join(f"{m} ({', '.join(g.test_lang)})" for m, g in b.groupby('model', sort=False))
+                            for w, b in bad.groupby('warning', sort=False))
+
+# %% ../nbs/12_results.ipynb #c046
+register_result('model_health', 'a check before reading any figure', 'Accuracy against the majority class, per model and language',
+                lambda c, d: model_health(c), kind='table')
+
+# %% ../nbs/12_results.ipynb #c048
 def _entry(name:str, ctx_focus:str) -> Result:
     for r in RESULTS:
         if r.name.format(focus=ctx_focus) == name: return r
@@ -280,9 +312,10 @@ def plot_result(
     if r.plot is None:
         if path is not None: atomic_write(Path(path).with_suffix('.csv'), lambda t: df.to_csv(t, index=False))
         return df
-    return r.plot(df, path, r.title.format(m=top_m, focus=focus), SimpleNamespace(results=results, xi=xi))
+    title = '\n'.join(t for t in (r.title.format(m=top_m, focus=focus), health_note(results.get('model_health'))) if t)
+    return r.plot(df, path, title, SimpleNamespace(results=results, xi=xi))
 
-# %% ../nbs/12_results.ipynb #c044
+# %% ../nbs/12_results.ipynb #c050
 import shutil
 
 def write_results(

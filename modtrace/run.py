@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_run.ipynb #c002
 from __future__ import annotations
-import fcntl, hashlib, json, os, socket, time
+import fcntl, functools, hashlib, json, os, socket, time
 from contextlib import contextmanager
 from pathlib import Path
 import torch
@@ -26,6 +26,7 @@ def fingerprint(**inputs) -> str:
     return hashlib.sha256(json.dumps(enc(inputs), sort_keys=True).encode()).hexdigest()[:10]
 
 # %% ../nbs/11_run.ipynb #c009
+@functools.lru_cache(maxsize=None)
 def code_version(
     *modules:str,    # modtrace modules the stage runs, e.g. 'finetune', 'model'; none: every module
 ) -> str:

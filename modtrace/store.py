@@ -16,12 +16,15 @@ from .model import cross_entropy, load_checkpoint
 from .sketch import Sketcher, iter_sketches
 
 # %% auto #0
-__all__ = ['AGREE', 'StoreError', 'checkpoint_info', 'check_compatible', 'SketchStore', 'store_dtype', 'build_store',
-           'sketch_checkpoints', 'build_part', 'merge_parts']
+__all__ = ['AGREE', 'StoreError', 'StoreCorrupt', 'checkpoint_info', 'check_compatible', 'SketchStore', 'store_dtype',
+           'build_store', 'sketch_checkpoints', 'build_part', 'merge_parts']
 
 # %% ../nbs/07_store.ipynb #c005
 class StoreError(ValueError):
     "A sketch store that is incomplete, corrupt, or does not match the one it is combined with."
+
+class StoreCorrupt(StoreError):
+    "A store that says it is complete but whose files are damaged (truncated, a chunk failing its checksum, missing)."
 
 def _mask_json(xi):
     "A mask as JSON: None, a nested list, or {lang: nested list}."
@@ -66,12 +69,12 @@ class SketchStore:
         if not (self.path/'header.json').exists(): raise StoreError(f"{self.path} is not a sketch store (no header.json).")
         if not (self.path/'complete.json').exists():
             raise StoreError(f"Sketch store {self.path} is incomplete (no complete.json): rerun the sketching to resume it.")
-        self.header = json.loads((self.path/'header.json').read_text())
-        done = json.loads((self.path/'complete.json').read_text())
+        try: self.header, done, meta = (json.loads((self.path/f).read_text()) for f in ('header.json', 'complete.json', 'meta.json'))
+        except (OSError, ValueError) as e: raise StoreCorrupt(f"Sketch store {self.path} is corrupt: {e}.") from None
         self.sketches = _open_array(self.path, self.header, 'r')
         if verify: _verify(self.sketches, done['chunks'], self.path)
-        self.meta = pd.DataFrame(json.loads((self.path/'meta.json').read_text()))
-        if len(self.meta) != len(self.sketches): raise StoreError(f"{self.path}: metadata rows and sketch rows differ.")
+        self.meta = pd.DataFrame(meta)
+        if len(self.meta) != len(self.sketches): raise StoreCorrupt(f"{self.path}: metadata rows and sketch rows differ.")
 
     def __len__(self): return self.header['n']
     def __repr__(self): return f"SketchStore({self.path}, n={len(self)}, dim={self.header['dim']}, checkpoint={self.header['checkpoint']})"
@@ -85,16 +88,16 @@ def _open_array(path:Path, header:dict, mode:str):
     f = path/'sketches.npy'
     shape, dtype = (header['n'], header['dim']), np.dtype(header['dtype'])
     if mode == 'w+': return np.lib.format.open_memmap(f, mode='w+', dtype=dtype, shape=shape)
-    if not f.exists(): raise StoreError(f"{path}: sketches.npy is missing.")
+    if not f.exists(): raise StoreCorrupt(f"{path}: sketches.npy is missing.")
     with open(f, 'rb') as fh:
         try:
             np.lib.format.read_magic(fh); hshape, _, hdtype = np.lib.format.read_array_header_1_0(fh); off = fh.tell()
-        except Exception as e: raise StoreError(f"{f} is corrupt: unreadable header ({e}).") from None
+        except Exception as e: raise StoreCorrupt(f"{f} is corrupt: unreadable header ({e}).") from None
     if tuple(hshape) != shape or np.dtype(hdtype) != dtype:
-        raise StoreError(f"{f} is corrupt: holds {hshape} {hdtype}, header.json says {shape} {dtype}.")
+        raise StoreCorrupt(f"{f} is corrupt: holds {hshape} {hdtype}, header.json says {shape} {dtype}.")
     want = off + shape[0] * shape[1] * dtype.itemsize
     if f.stat().st_size != want:
-        raise StoreError(f"{f} is truncated or corrupt: {f.stat().st_size} bytes, expected {want}. Delete the store and sketch again.")
+        raise StoreCorrupt(f"{f} is truncated or corrupt: {f.stat().st_size} bytes, expected {want}. Delete the store and sketch again.")
     return np.load(f, mmap_mode=mode)
 
 def _crc(a) -> int: return zlib.crc32(np.ascontiguousarray(a).view(np.uint8).data)
@@ -103,7 +106,7 @@ def _verify(arr, chunks:list, path:Path):
     "Check every chunk's CRC32 against the one recorded when it was written."
     for start, stop, crc in chunks:
         if _crc(arr[start:stop]) != crc:
-            raise StoreError(f"{path}/sketches.npy is corrupt: rows {start}-{stop} fail their checksum. "
+            raise StoreCorrupt(f"{path}/sketches.npy is corrupt: rows {start}-{stop} fail their checksum. "
                              "Delete the store and sketch again.")
 
 # %% ../nbs/07_store.ipynb #c015
@@ -209,17 +212,27 @@ def sketch_checkpoints(
     checkpoints:list,      # checkpoint folders (save_pretrained weights + state.json)
     out_dir,               # one store per checkpoint: out_dir/<checkpoint folder name>
     load_fn=load_checkpoint,  # `(model, checkpoint) -> None`: puts θ_e's weights into `model` (like captum's checkpoints_load_func)
+    rebuild_corrupt:bool=False,  # a complete store whose files are damaged is deleted and sketched again (else: `StoreCorrupt`)
+    log=print,             # where a rebuild is announced
     **kw,                  # passed to `build_store` (xi, d, layers, seed, dtype, model_name, root, ...)
 ) -> list[SketchStore]:
     "One store per checkpoint θ_e, resumable; a checkpoint's weights are loaded only if its store needs sketching."
     out = []
     for ck in checkpoints:
         path = Path(out_dir)/Path(ck).name
-        if not (path/'complete.json').exists(): load_fn(model, Path(ck))      # a finished store is only checked and opened
+        if not _complete(path, rebuild_corrupt, log): load_fn(model, Path(ck))   # a finished store is only checked and opened
         out.append(build_store(model, ds, path, checkpoint=ck, **kw))
     return out
 
-# %% ../nbs/07_store.ipynb #c031
+def _complete(path:Path, rebuild:bool, log) -> bool:
+    "Whether `path` holds a complete, intact store; a damaged one is removed when `rebuild` (and said so), else refused."
+    if not (path/'complete.json').exists(): return False
+    try: SketchStore(path); return True
+    except StoreCorrupt as e:
+        if not rebuild: raise
+        log(f"{e} Sketching it again from its checkpoint."); shutil.rmtree(path); return False
+
+# %% ../nbs/07_store.ipynb #c033
 def _part_dir(path, part:int, n_parts:int) -> Path: return Path(path)/f'part-{part:03d}-of-{n_parts:03d}'
 
 def build_part(
@@ -234,7 +247,7 @@ def build_part(
     return build_store(model, ds.select(range(part * n // n_parts, (part + 1) * n // n_parts)),
                        _part_dir(path, part, n_parts), **kw)
 
-# %% ../nbs/07_store.ipynb #c033
+# %% ../nbs/07_store.ipynb #c035
 def merge_parts(
     path,                  # the folder the parts were built under; the merged store is written here
     n_parts:int,

@@ -21,7 +21,7 @@ from .store import sketch_checkpoints
 from .influence import influence
 from .aggregate import example_shares
 from .run import RunError, RunFolder, fingerprint
-from .results import ResultInputs, default_choices, plot_result, study_results, study_variants, write_results
+from .results import ResultInputs, default_choices, health_note, plot_result, study_results, study_variants, write_results
 from .report import check_report, report as write_report
 
 # %% auto #0
@@ -231,6 +231,7 @@ def sketch_stage(
     xi=None,                  # None | (L, H) mask gating every example's forward pass
     epochs=None,              # epoch checkpoints (1-based); None: all
     progress:bool=True,
+    log=print,                # where a damaged store being sketched again is announced
     **sketch,                 # overrides of `SKETCH`
 ) -> list:
     "One `SketchStore` per checkpoint θ_e of `ft` for `ds` under mask ξ, cached and resumable."
@@ -238,7 +239,7 @@ def sketch_stage(
     epochs = list(epochs or range(1, len(ft.checkpoints) + 1))
     out = run.stage('sketch', ft=run.rel(ft.out_dir), xi=xi, examples=_key(ds), epochs=epochs, **sk)
     stores = sketch_checkpoints(arch, ds, [ft.checkpoints[e - 1] for e in epochs], out, xi=xi, progress=progress,
-                                model_name=ft.out_dir.name, batch_size=64, root=run.path, **sk)
+                                model_name=ft.out_dir.name, batch_size=64, root=run.path, rebuild_corrupt=True, log=log, **sk)
     run.done(out, 'sketch', n=len(ds), epochs=epochs)
     return stores
 
@@ -254,14 +255,15 @@ def influence_stage(
     f = out/'shares.csv'
     read = lambda: (pd.read_csv(f, dtype={'epoch': str, 'id': str}), out.name)  # one path: fresh and cached stages give equal frames
     if f.exists(): return read()
-    correct = test[-1].meta['correct'].to_numpy()
+    final = test[-1].meta                                                # the final checkpoint judges the test examples
+    correct, pred, label = (final[c].to_numpy() for c in ('correct', 'pred', 'label'))
     runs = [('sum', test, train)] + [(str(t.header['checkpoint'].get('epoch')), [t], [r]) for t, r in zip(test, train)]
     frames = []
     for epoch, te, tr in runs:
         inf = influence(te, tr, m=m, norm=norm, progress=False)
         for which in ('pos', 'neg'):
             s = example_shares(inf, which)
-            s['correct'] = correct
+            s['correct'], s['pred'], s['label'] = correct, pred, label
             frames.append(s.assign(epoch=epoch, which=which))
     df = pd.concat(frames, ignore_index=True)
     atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'influence', m=m, norm=norm)
@@ -274,8 +276,8 @@ def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespac
     log(f"[{d.hp['task']}] TracIn over checkpoints {d.tracin_epochs}: {len(variants)} variants, top-m = {o.top_m}")
     for i, v in enumerate(variants):
         rows = [j for j, l in enumerate(test['lang']) if l in v.test]
-        tr = sketch_stage(run, runs[v.run], d.arch, train, v.xi, d.tracin_epochs, o.progress)
-        te = sketch_stage(run, runs[v.run], d.arch, test.select(rows), v.xi, d.tracin_epochs, o.progress)
+        tr = sketch_stage(run, runs[v.run], d.arch, train, v.xi, d.tracin_epochs, o.progress, log)
+        te = sketch_stage(run, runs[v.run], d.arch, test.select(rows), v.xi, d.tracin_epochs, o.progress, log)
         df, used[v.name] = influence_stage(run, te, tr, o.top_m, o.norm)
         frames.append(df.assign(variant=v.name))
         log(f"[{d.hp['task']}] influence {i + 1}/{len(variants)} {v.name} ({time.time() - t0:.0f} s)")
@@ -414,6 +416,8 @@ def log_summary(run:RunFolder, res:dict, log=print):
     "Table 2 and, where the task knows its relatedness (the demo), the planted-truth check, in the log."
     log(f"[{run.path.name}] results and figures -> {run.path/'figures'}\n"
         f"test accuracy (%) per language (Table 2):\n{res['table2_accuracy'].set_index('lang').round(1).to_string()}")
+    if note := health_note(res.get('model_health')):
+        log(f"[{run.path.name}] WARNING {note}. Influence shares of such a model are noise: see {run.path/'figures'/'model_health.csv'}.")
     if 'relatedness_vs_influence_stats' in res:
         log(f"[{run.path.name}] planted relatedness vs measured influence:\n"
             f"{res['relatedness_vs_influence_stats'].to_string(index=False, float_format=lambda x: f'{x:.3g}')}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
 from .core import evaluating
-from .model import ModelError, model_shape, check_mask, cross_entropy, head_gate, shuffle_mask, save_masks, load_masks
+from .model import model_shape, check_mask, cross_entropy, head_gate, shuffle_mask, save_masks, load_masks
 from .finetune import example_loader, languages, evaluate
 
 # %% auto #0
