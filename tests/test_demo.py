@@ -173,6 +173,18 @@ def test_tokenizer_roundtrip_and_special_tokens(tiny_model):
     assert toks[0] == '<s>' and toks[n+1:n+3] == ['</s>', '</s>'] and toks[-1] == '</s>'   # XLM-R's pair template
     assert tok('qqq zzz')['input_ids'][1:-1] == [3, 3]
 
+def test_demo_tokenizer_is_the_word_level_tokenizer_it_always_was():
+    "The wrapping shared with the byte-level BPE tokenizer (`_hf_tokenizer`) leaves the demo's tokenizer as it was built inline."
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    texts = D._flat(t for ts in demo_corpus(0, 60).values() for t in ts)
+    tok = Tokenizer(models.WordLevel(unk_token='<unk>'))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=['<s>', '<pad>', '</s>', '<unk>', '<mask>'], min_frequency=1))
+    tok.post_processor = processors.RobertaProcessing(('</s>', tok.token_to_id('</s>')), ('<s>', tok.token_to_id('<s>')))
+    got = D.train_tokenizer(texts)
+    assert got.backend_tokenizer.to_str() == tok.to_str()
+    assert (got.model_max_length, got.pad_token_id, got.mask_token_id, got.padding_side) == (128, 1, 4, 'right')
+
 def test_model_folder_loads_like_a_hub_model(tiny_model):
     clf = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
     tok = AutoTokenizer.from_pretrained(tiny_model)
