@@ -14,7 +14,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
                           PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaForMaskedLM)
 from .core import atomic_build, cache_dir
 from .data import TaskSpec, register_task
-from .model import FAMILIES, ModelError, _family_named, load_tokenizer
+from .model import FAMILIES, ModelError, family_named, load_tokenizer
 
 # %% auto #0
 __all__ = ['DEMO_VERSION', 'DEMO_LANGS', 'PATTERNS', 'CONCEPTS', 'WORD_ORDER', 'DEMO_SIZES', 'SPECIAL_TOKENS', 'MODEL_DEFAULTS',
@@ -433,7 +433,7 @@ def local_model(
     batch_size:int=32, lr:float=1e-3,  # pretraining's batch size and peak learning rate
 ) -> Path:
     "HF folder with a small model of `family` and a byte-level BPE tokenizer trained on `texts`: built once, cached, atomic."
-    fam, mt = _family_named(family)
+    fam, mt = family_named(family)
     if fam.toy is None: raise ModelError(f"{fam.label} has no toy layout (Family.toy), so local_model cannot size it.")
     texts = _check_texts(texts)
     cfg = dict(layers=layers, heads=heads, hidden=hidden, vocab_size=vocab_size, kv_heads=kv_heads,
@@ -463,7 +463,7 @@ def local_model_spec(
     family, _, opts = model[len('local:'):].partition(':')
     if not family:
         raise ModelError(f"{model!r} names no family: write local:FAMILY with FAMILY one of {sorted({f.name for f in FAMILIES.values()})}.")
-    _family_named(family)
+    family_named(family)
     out = {'family': family}
     for item in filter(None, opts.split(',')):
         k, _, v = item.partition('=')

@@ -15,11 +15,11 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICA
 from .core import write_json
 
 # %% auto #0
-__all__ = ['FAMILIES', 'ModelError', 'Family', 'register_family', 'model_family', 'toy_classifier', 'transformer_layers',
-           'encoder_layers', 'model_shape', 'attention_output', 'HeadSlice', 'head_slices', 'kv_groups',
-           'load_tokenizer', 'load_classifier', 'check_padding', 'cross_entropy', 'load_checkpoint', 'check_mask',
-           'check_masks', 'mask_from', 'HeadGate', 'head_gate', 'head_param_masks', 'shuffle_mask', 'random_mask',
-           'save_masks', 'load_masks']
+__all__ = ['FAMILIES', 'ModelError', 'Family', 'register_family', 'model_family', 'family_named', 'toy_classifier',
+           'transformer_layers', 'encoder_layers', 'model_shape', 'attention_output', 'HeadSlice', 'head_slices',
+           'kv_groups', 'load_tokenizer', 'load_classifier', 'check_padding', 'cross_entropy', 'load_checkpoint',
+           'check_mask', 'check_masks', 'mask_from', 'HeadGate', 'head_gate', 'head_param_masks', 'shuffle_mask',
+           'random_mask', 'save_masks', 'load_masks']
 
 # %% ../nbs/02_model.ipynb #c004
 class ModelError(ValueError):
@@ -112,7 +112,7 @@ def model_family(
     return fam
 
 # %% ../nbs/02_model.ipynb #c020
-def _family_named(family:str) -> tuple[Family, str]:
+def family_named(family:str) -> tuple[Family, str]:
     "(Family, model_type) for a family name ('xlmr') or a model type ('qwen2')."
     if family in FAMILIES: return FAMILIES[family], family
     for f in FAMILIES.values():
@@ -140,7 +140,7 @@ def toy_classifier(
     **config,                  # more config settings, overriding the toy's (e.g. share_att_key=False for DeBERTa-v2)
 ) -> nn.Module:
     "A tiny random-init sequence classifier of `family` in eval mode: the stand-in for real models in examples and tests."
-    fam, mt = _family_named(family)
+    fam, mt = family_named(family)
     kv = heads if kv_heads is None else kv_heads
     if kv != heads and not fam.gqa: raise ModelError(f"{fam.label} has no grouped-query attention; leave kv_heads=None.")
     if kv < 1 or heads % kv: raise ModelError(f"kv_heads={kv} must divide heads={heads}.")

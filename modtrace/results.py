@@ -67,8 +67,7 @@ def default_choices(xi:dict, focus:str|None=None) -> tuple[str, list, list]:
     sub = list(dict.fromkeys([other.lang_b.iloc[-1], other.lang_b.iloc[0]]))
     pairs = sim[sim.lang_a < sim.lang_b].sort_values('cosine', ascending=False, kind='stable')
     pairs = [(a, b) for a, b in zip(pairs.lang_a, pairs.lang_b) if mask_intersection(xi[a], xi[b]).sum() > 0]
-    if not pairs: raise ValueError("No two languages' masks share a head: there is no pair to compose (Fig. 19).")
-    return focus, sub, pairs[:1]
+    return focus, sub, pairs[:1]                                        # [] when no two masks share a head: no Fig. 19
 
 # %% ../nbs/12_results.ipynb #c015
 @dataclass
@@ -197,7 +196,7 @@ def _plot_fig19(df, path, title, s):
                               delta=True, rows='mask · test language')
 
 register_result('fig19_composed_delta_positive', 'Fig. 19 (App. F.2)', 'Composed masks at test time (SFT) vs full model (Δ pp, positive)',
-                lambda c, d: deltas(c, [v for v in c.variants if v.role in ('intersection', 'union')]), _plot_fig19)
+                lambda c, d: deltas(c, vs) if (vs := [v for v in c.variants if v.role in ('intersection', 'union')]) else None, _plot_fig19)
 register_result('table2_accuracy', 'Table 2 (App. E)', 'Test accuracy per language (%)', lambda c, d: accuracy_table(c), kind='table')
 
 # %% ../nbs/12_results.ipynb #c033

@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_study.ipynb #c002
 from __future__ import annotations
-import argparse, json, math, sys, time, types, typing
+import argparse, difflib, inspect, json, math, sys, time, types, typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,9 +13,10 @@ import datasets, pandas as pd, torch, transformers
 from fastcore.basics import patch
 from fastcore.docments import docments
 from .core import atomic_write, write_json
-from .data import DataError, get_task, load_splits, tokenize
+from .data import DataError, get_task, load_splits, read_config, task_from_config, tokenize
 from .model import check_masks, load_classifier, load_masks, load_tokenizer, model_shape, random_mask, save_masks, shuffle_mask
 from .finetune import finetune
+from .demo import local_model, local_model_spec
 from .subnetworks import find_subnetworks, heads_disabled, load_subnetworks, mask_intersection, save_subnetworks
 from .store import sketch_checkpoints
 from .influence import influence
@@ -28,7 +29,8 @@ from .report import check_report, report as write_report
 __all__ = ['PAPER_SIZES', 'SKETCH', 'COMMANDS', 'OptionError', 'check_options', 'study_splits', 'data_fingerprint', 'StudyData',
            'prepare', 'tracin_checkpoints', 'check_against_data', 'finetune_stage', 'study_masks', 'prune_stage',
            'subnetworks_stage', 'sketch_stage', 'influence_stage', 'trace', 'results_stage', 'Study', 'accuracy_frame',
-           'record_study', 'run_study', 'study_choices', 'log_summary', 'cli_parser', 'main']
+           'record_study', 'run_study', 'study_choices', 'log_summary', 'read_study_config', 'with_config', 'to_toml',
+           'write_study_config', 'cli_parser', 'main']
 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
@@ -61,7 +63,10 @@ def check_options(o:SimpleNamespace) -> SimpleNamespace:
     o.compose = [_pair(p) for p in o.compose] if o.compose else None
     if o.masks not in (None, 'random'): o.masks = str(Path(o.masks).resolve())     # one name for one file, wherever run from
     o.out, o.data = str(o.out), None if o.data is None else str(Path(o.data).resolve())
-    get_task(o.task)                                                     # an unknown task: DataError listing the known ones
+    if o.langs is not None:
+        o.langs = list(dict.fromkeys(o.langs))
+        _need(len(o.langs) >= 2, 'langs', "{opt} needs at least 2 languages (the study compares languages), not %r." % (o.langs,))
+    o.spec = get_task(o.task)                                            # an unknown task: DataError listing the known ones
     return o
 
 def _pair(p) -> tuple:
@@ -79,16 +84,18 @@ def study_splits(
     scale:float=1.0,        # multiplies the paper's sizes (demo: the generator's sizes)
     seed:int=0,
     split_files:dict|None=None,  # {split: file stem}, e.g. {'train': 'train_from_dev'}
+    langs=None,             # languages (at least 2); default: the task's
 ):
     "The study's train/dev/test splits of `task`."
     spec = get_task(task)
-    sizes = ({k: None for k in PAPER_SIZES} if spec.make_data is not None and data is None
+    sizes = ({k: None for k in PAPER_SIZES} if spec.make_data is not None and data is None and spec.data is None
              else {k: max(1, round(v * scale)) for k, v in PAPER_SIZES.items()})
-    return load_splits(task, data=data, seed=seed, scale=scale, split_files=split_files, **sizes)
+    return load_splits(spec, langs=langs, data=data, seed=seed, scale=scale, split_files=split_files, **sizes)
 
 def _options_fix(e:DataError, o:SimpleNamespace):
     "A data error that an option of the study fixes, as an `OptionError` naming that option (else `e`)."
     i, P = e.info, {'train': PAPER_SIZES['n_train'], 'dev': PAPER_SIZES['n_dev'], 'test': PAPER_SIZES['n_test']}
+    if i.get('option') == 'langs': return OptionError('langs', "{opt}: " + str(e))
     if i.get('option') == 'split_files' and i.get('split') == 'train':
         return OptionError('train_file', str(e).replace("Use split_files={'train': STEM} to read another file.",
                                                         "Use {opt} STEM to read another file (e.g. {opt} train_from_dev)."))
@@ -104,7 +111,7 @@ def _largest_scale(o:SimpleNamespace, e:DataError) -> float:
         i = e.info
         most = (i['have'] + i['excluded']) / (P['train'] + P['dev']) if i['excluded'] else i['have'] / P[i['split']]
         most = math.floor(most * 1000) / 1000
-        try: study_splits(o.task, o.data, most, o.seed, {'train': o.train_file} if o.train_file else None); return most
+        try: study_splits(o.spec, o.data, most, o.seed, {'train': o.train_file} if o.train_file else None, o.langs); return most
         except DataError as e2:
             if 'need' not in e2.info: return most
             e = e2
@@ -131,28 +138,31 @@ class StudyData:
     def ft(self) -> dict: return dict(lr=self.hp['lr'], epochs=self.hp['epochs'], batch_size=self.hp['batch_size'], seed=self.hp['seed'])
 
 # %% ../nbs/14_study.ipynb #c015
-def _model_path(spec, model, seed):
-    "The encoder to start from: given (a folder by its absolute path), or the task's default (the demo builds its own)."
+def _model_path(spec, model, seed, train=None):
+    "The model to start from: a folder (its absolute path), a hub name, `local:FAMILY` (built on `train`'s texts), or the task's."
+    if model is not None and (local := local_model_spec(model)) is not None:
+        texts = [(a, b) if b else a for a, b in zip(train['text'], train['text_pair'])]
+        return str(local_model(**local, texts=texts, seed=seed))          # cached: built once per (family, sizes, texts, seed)
     if model is not None: return str(Path(model).resolve()) if Path(model).exists() else model
     return spec.default_model(seed=seed) if callable(spec.default_model) else spec.default_model
 
 def prepare(o:SimpleNamespace, log=print) -> StudyData:
     "The task's splits, the model, the hyper-parameters; every option that needs them checked."
-    spec, t0 = get_task(o.task), time.time()
-    try: raw = study_splits(o.task, o.data, o.scale, o.seed, {'train': o.train_file} if o.train_file else None)
+    spec, t0 = o.spec, time.time()
+    try: raw = study_splits(spec, o.data, o.scale, o.seed, {'train': o.train_file} if o.train_file else None, o.langs)
     except DataError as e: raise _options_fix(e, o) from None
     langs = list(dict.fromkeys(raw['train']['lang']))
-    path = _model_path(spec, o.model, o.seed)
-    tok, arch = load_tokenizer(path), load_classifier(path, seed=o.seed)
-    log(f"[{o.task}] model ready ({time.time() - t0:.0f} s): {path}")
+    path = _model_path(spec, o.model, o.seed, raw['train'])
+    tok, arch = load_tokenizer(path), load_classifier(path, num_labels=spec.num_labels, seed=o.seed)
+    log(f"[{spec.name}] model ready ({time.time() - t0:.0f} s): {path}")
     max_length = min(o.max_length, tok.model_max_length)
-    hp = dict(task=o.task, model=str(path), data=data_fingerprint(raw), seed=o.seed, max_length=max_length,
+    hp = dict(task=spec.name, model=str(path), data=data_fingerprint(raw), seed=o.seed, max_length=max_length,
               lr=spec.lr if o.lr is None else o.lr, epochs=spec.epochs if o.epochs is None else o.epochs, batch_size=o.batch_size)
     d = StudyData(spec, str(path), tok, {k: tokenize(v, tok, max_length) for k, v in raw.items()}, hp,
                   arch.to('cuda' if torch.cuda.is_available() else 'cpu'), langs,
                   tracin_checkpoints(o.tracin_epochs or spec.tracin_epochs, hp['epochs']))
     check_against_data(o, d)
-    log(f"[{o.task}] {len(raw['train'])} train / {len(raw['dev'])} dev / {len(raw['test'])} test examples; languages {langs}")
+    log(f"[{spec.name}] {len(raw['train'])} train / {len(raw['dev'])} dev / {len(raw['test'])} test examples; languages {langs}")
     return d
 
 # %% ../nbs/14_study.ipynb #c016
@@ -178,7 +188,7 @@ def check_against_data(o:SimpleNamespace, d:StudyData):
 def finetune_stage(run:RunFolder, d:StudyData, name:str, masks:dict|None=None, progress:bool=True, log=print):
     "Full fine-tuning (`masks` None) or SFT through `masks`, from the pretrained model: stage `name`, resumable."
     out = run.stage(name, **d.hp, **({'masks': masks} if masks is not None else {}))
-    t0, res = time.time(), finetune(load_classifier(d.path, seed=d.hp['seed']), d.tok, d.splits, out, masks=masks,
+    t0, res = time.time(), finetune(load_classifier(d.path, num_labels=d.spec.num_labels, seed=d.hp['seed']), d.tok, d.splits, out, masks=masks,
                                     progress=progress, **d.ft)
     run.done(out, name, epochs=d.hp['epochs'], sparse=masks is not None)
     log(f"[{d.hp['task']}] {name} fine-tuning done ({time.time() - t0:.0f} s): {out.name}")
@@ -356,8 +366,10 @@ def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict
 
 # %% ../nbs/14_study.ipynb #c038
 def run_study(
-    task:str='demo',            # xnli | pawsx | marc | demo | demo_single
-    model:str|None=None,        # hub name or local folder; default: the task's (xlm-roberta-base; the demo's own model)
+    task:str='demo',            # xnli | xnli3 | pawsx | marc | demo | demo_single, or a task file (TOML/YAML, `modtrace.data.task_from_config`)
+    langs:list[str]|None=None,  # the languages to study (at least 2, any the data has); default: the task's
+    config:str|None=None,       # a study file (TOML/YAML) holding any of these options; options given otherwise override it
+    model:str|None=None,        # hub name, local folder, or local:FAMILY (a small model of that family, tokenizer trained on the data); default: the task's
     data:str|None=None,         # local data folder in the hub's schema; default: the hub (demo: generated)
     out:str='runs',             # where runs go: the study's run folder is OUT/TASK
     scale:float=1.0,            # data size relative to the paper's 2,000/500/500 examples per language (demo: the generator's)
@@ -381,8 +393,8 @@ def run_study(
     log=print,                  # where progress lines go
 ) -> Study:
     "The whole study on `task`, stage by stage cached under OUT/TASK; every result of the paper."
-    o = check_options(SimpleNamespace(**{k: v for k, v in locals().items() if k != 'log'}))
-    run = RunFolder(Path(out)/task)
+    o = check_options(SimpleNamespace(**with_config({k: v for k, v in locals().items() if k != 'log'})))
+    run, seed, n_boot, top_m, report = RunFolder(Path(o.out)/o.spec.name), o.seed, o.n_boot, o.top_m, o.report
     if report: check_report()
     with run.lock():
         d = prepare(o, log)
@@ -391,23 +403,26 @@ def run_study(
         rxi = {l: shuffle_mask(m, seed=seed + i) for i, (l, m) in enumerate(xi.items())}
         runs['sft'] = finetune_stage(run, d, 'sft', xi, progress, log)
         runs['rsft'] = finetune_stage(run, d, 'rsft', rxi, progress, log)
-        focus_, sub, comp = study_choices(xi, o, d.spec)
+        focus_, sub, comp = study_choices(xi, o, d.spec, log)
         variants = study_variants(xi, rxi, focus_, sub, comp)
         shares, used = trace(run, runs, d, variants, o, log)
         ctx = ResultInputs(shares, {k: runs[r].results['epochs'] for k, r in (('full FT', 'full'), ('SFT', 'sft'), ('random SFT', 'rsft'))},
                            xi, variants, focus_, comp, d.spec.relatedness(seed) if d.spec.relatedness else None, n_boot, seed, top_m)
         res, res_stage = results_stage(run, ctx)
-        settings = {**vars(o), 'compose': [list(p) for p in comp], 'focus': focus_, 'suboptimal': sub, 'tracin_epochs': d.tracin_epochs}
+        settings = {**{k: v for k, v in vars(o).items() if k not in ('spec', 'task_table')}, 'task': d.spec.name, 'langs': d.langs,
+                    'compose': [list(p) for p in comp], 'focus': focus_, 'suboptimal': sub, 'tracin_epochs': d.tracin_epochs}
         record_study(run, settings, d.path, {'prune': pruned, 'influence': used, 'results': res_stage}, runs)
+        write_study_config(run, settings, o)
         log_summary(run, res, log)
         if report: write_report(run.path, log)
     return Study.load(run.path)
 
 # %% ../nbs/14_study.ipynb #c040
-def study_choices(xi:dict, o:SimpleNamespace, spec) -> tuple[str, list, list]:
+def study_choices(xi:dict, o:SimpleNamespace, spec, log=print) -> tuple[str, list, list]:
     "Fig. 3 and Fig. 19's languages: given, or chosen from the masks' similarity (`default_choices`)."
-    f, sub, comp = default_choices(xi, o.focus or spec.focus_lang)
+    f, sub, comp = default_choices(xi, o.focus or (spec.focus_lang if spec.focus_lang in xi else None))
     sub, comp = list(o.suboptimal or sub), [tuple(p) for p in (o.compose or comp)]
+    if not comp: log(f"[{spec.name}] No two languages' masks share a head: there is no pair to compose; Fig. 19 is left out.")
     empty = [f'{a}+{b}' for a, b in comp if mask_intersection(xi[a], xi[b]).sum() == 0]
     _need(not empty, 'compose', "{opt}: the masks of %s share no head: their intersection would switch every head off." % empty)
     return f, sub, comp
@@ -423,6 +438,57 @@ def log_summary(run:RunFolder, res:dict, log=print):
             f"{res['relatedness_vs_influence_stats'].to_string(index=False, float_format=lambda x: f'{x:.3g}')}")
 
 # %% ../nbs/14_study.ipynb #c042
+def _defaults() -> dict:
+    return {k: p.default for k, p in inspect.signature(run_study).parameters.items() if k != 'log'}
+
+def read_study_config(path) -> dict:
+    "The options in a study file, paths made absolute; one `OptionError` naming a key that is no option."
+    f = Path(path)
+    _need(f.is_file(), 'config', "{opt} %s does not exist." % (path,))
+    try: doc = read_config(f)
+    except DataError as e: raise OptionError('config', "{opt}: %s" % e) from None
+    known = _defaults()
+    for k in doc:
+        close = difflib.get_close_matches(str(k), known, 1)
+        _need(k in known and k != 'config', 'config', "{opt} %s: %r is not an option of the study%s." % (f, k, f"; did you mean {close[0]!r}?" if close else ''))
+    at = lambda v: str((f.parent/v).resolve()) if isinstance(v, str) and (f.parent/v).exists() else v
+    out = {k: at(v) if k in ('data', 'masks', 'model', 'task') else v for k, v in doc.items()}
+    if isinstance(out.get('task'), dict):
+        out['task_table'] = dict(out['task'])
+        out['task'] = task_from_config(out['task'], base=f.parent).name
+    return out
+
+def with_config(opts:dict) -> dict:
+    "The options with those of `opts['config']` filled in where `opts` keeps the default."
+    if opts.get('config') is None: return {**opts, 'task_table': None}
+    doc, defaults = read_study_config(opts['config']), _defaults()
+    return {**opts, 'task_table': doc.pop('task_table', None), **{k: v for k, v in doc.items() if opts[k] == defaults[k]}}
+
+# %% ../nbs/14_study.ipynb #c047
+def _toml_value(v) -> str:
+    if isinstance(v, bool): return 'true' if v else 'false'
+    if isinstance(v, (int, float)): return repr(v)
+    if isinstance(v, str): return json.dumps(v, ensure_ascii=False)      # JSON's escapes are TOML's
+    if isinstance(v, (list, tuple)): return '[' + ', '.join(_toml_value(x) for x in v) + ']'
+    if isinstance(v, dict): return '{' + ', '.join(f'{json.dumps(str(k))} = {_toml_value(x)}' for k, x in v.items() if x is not None) + '}'
+    raise TypeError(f"{type(v).__name__} has no TOML form")
+
+def to_toml(d:dict) -> str:
+    "A flat dict (plus dicts as tables) as TOML; `None` values are left out (they mean the default)."
+    keys = [f'{k} = {_toml_value(v)}' for k, v in d.items() if v is not None and not isinstance(v, dict)]
+    tables = [f'\n[{k}]\n' + '\n'.join(f'{json.dumps(str(a))} = {_toml_value(b)}' for a, b in v.items() if b is not None)
+              for k, v in d.items() if isinstance(v, dict)]
+    return '\n'.join(keys) + '\n' + ''.join(t + '\n' for t in tables)
+
+def write_study_config(run:RunFolder, settings:dict, o:SimpleNamespace) -> Path:
+    "RUN/study.toml: the options the study ran with (a task file copied beside it), so `--config` reruns it."
+    keep = {k: settings[k] for k in _defaults() if k not in ('config', 'out', 'report', 'progress') and k in settings}
+    if o.task_table is not None: keep['task'] = {**o.task_table, 'data': str(Path(o.spec.data).resolve()) if o.spec.data else None}
+    elif o.spec.source:
+        src = Path(o.spec.source); atomic_write(run.path/f'task{src.suffix}', src.read_bytes()); keep['task'] = f'task{src.suffix}'
+    return atomic_write(run.path/'study.toml', to_toml(keep))
+
+# %% ../nbs/14_study.ipynb #c050
 def _cli_type(anno):
     "(type, several values?, choices) of a parameter's annotation for argparse."
     args = [a for a in typing.get_args(anno) if a is not type(None)]
@@ -448,7 +514,7 @@ def cli_parser(
                            metavar=None if choices else name.upper(), help=help + (f" (default: {d.default})" if d.default is not None else ''))
     return p
 
-# %% ../nbs/14_study.ipynb #c044
+# %% ../nbs/14_study.ipynb #c052
 COMMANDS = {'study': run_study}
 
 def main(argv=None):
