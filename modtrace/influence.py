@@ -173,25 +173,32 @@ def _options(test, m, norm, chunk_size, dtype):
     if DTYPES.get(dtype, dtype) not in DTYPES.values(): raise ValueError(f"dtype must be None, 'float32' or 'float64', not {dtype!r}.")
     return DTYPES.get(dtype, dtype)
 
-def _score(test, train, views:dict, m, norm, chunk_size, full, progress, dtype) -> dict[str, Influence]:
-    "One pass over the training rows scoring every view {name: layer blocks}; an `Influence` per view."
+def _score(test, train, views:dict, m, norm, chunk_size, full, progress, dtype, per_checkpoint=False) -> dict[str, Influence]:
+    "One pass over the training rows scoring every view {name: layer blocks}; an `Influence` per view (and per checkpoint)."
     n_test, n_train, E, dim = len(test[0]), len(train[0]), len(train), sum(test[0].header['sizes'])
     X = [t.rows(0, n_test) for t in test]                                          # E x (n_test, dim)
     if X[0].shape[1] != dim: raise StoreError(f"Rows of {test[0].path} have {X[0].shape[1]} entries; the header's sizes sum to {dim}.")
     Q = {v: [_prep(x, b, norm, 'test', dtype) for x in X] for v, b in views.items()}
     run = {v: _Running(n_test, n_train, E, m, full, dtype) for v in views}
+    alone = {v: [_Running(n_test, n_train, 1, m, False, dtype) for _ in train] for v in views} if per_checkpoint else {}
     for s in tqdm(range(0, n_train, chunk_size), desc='influence', disable=not progress, leave=False):
         e, per = min(s + chunk_size, n_train), {v: [] for v in views}
         for k, st in enumerate(train):
             x = st.rows(s, e)                                                      # read once for every view
             for v, b in views.items(): per[v].append(Q[v][k] @ _prep(x, b, norm, 'train', dtype).T)
-        for v in views: run[v].add(torch.stack(per[v]), s)                         # (E, n_test, rows)
+        for v in views:
+            run[v].add(torch.stack(per[v]), s)                                     # (E, n_test, rows)
+            for k, r in enumerate(alone.get(v, [])): r.add(per[v][k][None], s)     # each checkpoint alone, the same scores
     names = test[0].header['layers']
-    return {v: Influence(top_score=r.top[0], top_idx=r.top[1], top_per_ckpt=r.top[2], neg_score=r.neg[0], neg_idx=r.neg[1],
-                         neg_per_ckpt=r.neg[2], test_meta=test[0].meta, train_meta=train[0].meta,
-                         checkpoints=[t.header['checkpoint'] for t in train], full=None if r.F is None else r.F.sum(0),
-                         full_per_ckpt=r.F, norm=norm, layers=[n for n, b in zip(names, layer_blocks(test[0].header)) if b in views[v]])
-            for v, r in run.items()}
+    def result(r, v, ck):
+        return Influence(top_score=r.top[0], top_idx=r.top[1], top_per_ckpt=r.top[2], neg_score=r.neg[0], neg_idx=r.neg[1],
+                         neg_per_ckpt=r.neg[2], test_meta=test[0].meta, train_meta=train[0].meta, checkpoints=ck,
+                         full=None if r.F is None else r.F.sum(0), full_per_ckpt=r.F, norm=norm,
+                         layers=[n for n, b in zip(names, layer_blocks(test[0].header)) if b in views[v]])
+    cks = [t.header['checkpoint'] for t in train]
+    out = {v: result(r, v, cks) for v, r in run.items()}
+    for v, rs in alone.items(): out[v].per_checkpoint = [result(r, v, [c]) for r, c in zip(rs, cks)]
+    return out
 
 # %% ../nbs/08_influence.ipynb #c035
 def influence(
@@ -204,14 +211,16 @@ def influence(
     progress:bool=True,
     layers=None,               # None: every layer (Eq. 2) | a group of `GROUPS` | a list of layer names
     dtype=None,                # product's dtype: None = float64 for exact stores, float32 for sketches (norms: always float64)
+    per_checkpoint:bool=False, # also rank with each checkpoint alone (`.per_checkpoint`), from the same scores, in the same pass
 ) -> Influence:
     "Eq. 2: I(z, z') summed over checkpoints, streamed over the training stores; top-m both ways."
     test, train = _as_list(test), _as_list(train)
     dtype = _options(test, m, norm, chunk_size, dtype)
     check_pairs(test, train)
-    return _score(test, train, {'all': layer_blocks(test[0].header, layers)}, m, norm, chunk_size, full, progress, dtype)['all']
+    return _score(test, train, {'all': layer_blocks(test[0].header, layers)}, m, norm, chunk_size, full, progress, dtype,
+                  per_checkpoint)['all']
 
-# %% ../nbs/08_influence.ipynb #c037
+# %% ../nbs/08_influence.ipynb #c039
 def influence_groups(
     test,                      # SketchStore or list of them, one per checkpoint
     train,                     # SketchStore or list of them, same checkpoints in the same order

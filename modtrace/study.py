@@ -267,10 +267,10 @@ def influence_stage(
     if f.exists(): return read()
     final = test[-1].meta                                                # the final checkpoint judges the test examples
     correct, pred, label = (final[c].to_numpy() for c in ('correct', 'pred', 'label'))
-    runs = [('sum', test, train)] + [(str(t.header['checkpoint'].get('epoch')), [t], [r]) for t, r in zip(test, train)]
+    summed = influence(test, train, m=m, norm=norm, progress=False, per_checkpoint=True)   # one pass: the sum and each checkpoint
+    runs = [('sum', summed)] + [(str(t.header['checkpoint'].get('epoch')), inf) for t, inf in zip(test, summed.per_checkpoint)]
     frames = []
-    for epoch, te, tr in runs:
-        inf = influence(te, tr, m=m, norm=norm, progress=False)
+    for epoch, inf in runs:
         for which in ('pos', 'neg'):
             s = example_shares(inf, which)
             s['correct'], s['pred'], s['label'] = correct, pred, label

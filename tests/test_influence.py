@@ -244,3 +244,15 @@ def test_refusals():
     with pytest.raises(StoreError, match='different ids'): influence([base, Fake(x, ck='e2')], [base, Fake(torch.randn(6, 8), ck='e2')], progress=False)
     with pytest.raises(ValueError, match='norm must be'): influence(base, base, norm='l1', progress=False)
     with pytest.raises(ValueError, match='m must be'): influence(base, base, m=0, progress=False)
+
+@pytest.mark.parametrize('norm', ['cos', 'dot', 'layer_cos'])
+def test_per_checkpoint_rankings_in_the_same_pass_equal_scoring_each_checkpoint(run, norm):
+    "The study used to score every checkpoint twice (summed, then alone); one pass must give the very same rankings."
+    _, _, _, train, test, _ = run
+    both = influence(test, train, m=4, norm=norm, per_checkpoint=True, progress=False)
+    for k in range(len(train)):
+        alone = influence(test[k], train[k], m=4, norm=norm, progress=False)
+        for f in ('top_idx', 'top_score', 'neg_idx', 'neg_score'):
+            assert torch.equal(getattr(both.per_checkpoint[k], f), getattr(alone, f)), (k, f)
+    plain = influence(test, train, m=4, norm=norm, progress=False)
+    assert torch.equal(both.top_idx, plain.top_idx) and torch.equal(both.neg_score, plain.neg_score)
