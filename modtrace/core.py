@@ -8,10 +8,11 @@ import json, os, secrets, shutil, tempfile
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
+import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['BUILDS', 'atomic_write', 'write_json', 'cache_dir', 'atomic_build', 'evaluating']
+__all__ = ['BUILDS', 'atomic_write', 'write_json', 'cache_dir', 'atomic_build', 'evaluating', 'torch_threads']
 
 # %% ../nbs/00_core.ipynb #c005
 def atomic_write(
@@ -78,3 +79,14 @@ def evaluating(
     finally:
         for p, r in saved: p.requires_grad_(r)
         model.train(was)
+
+# %% ../nbs/00_core.ipynb #c022
+@contextmanager
+def torch_threads(
+    n:int|None,   # torch's intra-op threads inside the block; None: leave as it is
+):
+    "`torch.set_num_threads(n)` inside the block, the previous number restored on exit, also on error."
+    was = torch.get_num_threads()
+    if n is not None: torch.set_num_threads(n)
+    try: yield torch.get_num_threads()
+    finally: torch.set_num_threads(was)

@@ -12,7 +12,7 @@ from typing import Literal
 import datasets, pandas as pd, torch, transformers
 from fastcore.basics import patch
 from fastcore.docments import docments
-from .core import atomic_write, write_json
+from .core import atomic_write, torch_threads, write_json
 from .data import DataError, get_task, load_splits, read_config, task_from_config, tokenize
 from .model import check_masks, load_classifier, load_masks, load_tokenizer, model_shape, random_mask, save_masks, shuffle_mask
 from .finetune import finetune
@@ -29,8 +29,8 @@ from .report import check_report, report as write_report
 __all__ = ['PAPER_SIZES', 'SKETCH', 'COMMANDS', 'OptionError', 'check_options', 'study_splits', 'data_fingerprint', 'StudyData',
            'prepare', 'tracin_checkpoints', 'check_against_data', 'finetune_stage', 'study_masks', 'prune_stage',
            'subnetworks_stage', 'sketch_stage', 'influence_stage', 'trace', 'results_stage', 'Study', 'accuracy_frame',
-           'record_study', 'run_study', 'study_choices', 'log_summary', 'read_study_config', 'with_config', 'to_toml',
-           'write_study_config', 'cli_parser', 'main']
+           'environment', 'record_study', 'run_study', 'study_choices', 'log_summary', 'read_study_config',
+           'with_config', 'to_toml', 'write_study_config', 'cli_parser', 'main']
 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
@@ -53,7 +53,7 @@ def check_options(o:SimpleNamespace) -> SimpleNamespace:
     _need(isinstance(o.keep, (int, float)) and 0 < o.keep <= 1, 'keep', "{opt} must lie in (0, 1] (a fraction of the heads), not %r." % (o.keep,))
     _need(o.epochs is None or (_is_int(o.epochs) and o.epochs >= 1), 'epochs', "{opt} must be an integer >= 1 (leave it out for the task's), not %r." % (o.epochs,))
     _need(o.lr is None or (isinstance(o.lr, (int, float)) and o.lr > 0), 'lr', "{opt} must be > 0 (leave it out for the task's), not %r." % (o.lr,))
-    for k, low in (('batch_size', 1), ('max_length', 4), ('top_m', 1), ('n_boot', 2)):
+    for k, low in (('batch_size', 1), ('max_length', 4), ('top_m', 1), ('n_boot', 2), ('threads', 1)):
         _need(_is_int(getattr(o, k)) and getattr(o, k) >= low, k, "{opt} must be an integer >= %d, not %r." % (low, getattr(o, k)))
     _need(o.tracin_epochs is None or (len(o.tracin_epochs) > 0 and all(_is_int(e) and e >= 1 for e in o.tracin_epochs)),
           'tracin_epochs', "{opt} must be epoch numbers >= 1, not %r." % (o.tracin_epochs,))
@@ -358,10 +358,15 @@ def accuracy_frame(runs:dict) -> pd.DataFrame:
     table.index.name = 'lang'
     return table
 
+def environment() -> dict:
+    "What the numbers depend on besides the options: torch's version, the CPU's instruction set, the threads, the GPU."
+    return {'torch': torch.__version__, 'transformers': transformers.__version__, 'cpu': torch.backends.cpu.get_cpu_capability(),
+            'threads': torch.get_num_threads(), 'gpu': torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
 def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict):
-    "RUN/accuracy.csv and RUN/study.json (settings, model, the stage folder of every part): what `Study.load` reads."
+    "RUN/accuracy.csv and RUN/study.json (settings, model, environment, the stage folder of every part): what `Study.load` reads."
     atomic_write(run.path/'accuracy.csv', lambda t: accuracy_frame(runs).to_csv(t))
-    write_json(run.path/'study.json', {'settings': settings, 'model': model,
+    write_json(run.path/'study.json', {'settings': settings, 'model': model, 'environment': environment(),
                                        'stages': {**{k: r.out_dir.name for k, r in runs.items()}, **stages}}, indent=1)
 
 # %% ../nbs/14_study.ipynb #c038
@@ -388,6 +393,7 @@ def run_study(
     suboptimal:list[str]|None=None,  # Fig. 3's other masks; default: the languages whose masks are most and least similar
     compose:list[str]|None=None,     # Fig. 19's pairs written A+B (e.g. es+fr); default: the two most similar masks
     n_boot:int=1000,            # bootstrap resamples per confidence interval
+    threads:int=1,              # CPU threads per process: the numbers depend on it, so it is fixed (and recorded), not the machine's
     report:bool=True,           # also execute the analysis notebook and build the docs site
     progress:bool=True,         # progress bars
     log=print,                  # where progress lines go
@@ -396,7 +402,7 @@ def run_study(
     o = check_options(SimpleNamespace(**with_config({k: v for k, v in locals().items() if k != 'log'})))
     run, seed, n_boot, top_m, report = RunFolder(Path(o.out)/o.spec.name), o.seed, o.n_boot, o.top_m, o.report
     if report: check_report()
-    with run.lock():
+    with torch_threads(o.threads), run.lock():
         d = prepare(o, log)
         runs = {'full': finetune_stage(run, d, 'full', progress=progress, log=log)}
         xi, pruned = subnetworks_stage(run, d, runs['full'], o, log)

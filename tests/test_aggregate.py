@@ -85,7 +85,7 @@ def test_correlation_fields_and_values():
     x = rng.normal(size=30); y = 2 * x + rng.normal(size=30)
     r = correlation(x, y, n_boot=200)
     assert r.index.tolist() == ['n', 'pearson_r', 'pearson_p', 'pearson_lo', 'pearson_hi',
-                                'spearman_rho', 'spearman_p', 'spearman_lo', 'spearman_hi']
+                                'spearman_rho', 'spearman_p', 'spearman_lo', 'spearman_hi', 'ci_over', 'p_over']
     assert r['pearson_r'] == pytest.approx(np.corrcoef(x, y)[0, 1])
     assert r['pearson_lo'] < r['pearson_r'] < r['pearson_hi'] and r['spearman_lo'] <= r['spearman_rho'] <= r['spearman_hi']
     assert correlation([1, 2, np.nan, 3, 4], [2, 4, 5, 6, 9])['n'] == 4                        # missing pairs left out
