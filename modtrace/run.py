@@ -57,8 +57,9 @@ class RunFolder:
     def __init__(self,
                  path,               # the run folder (made if missing)
                  create:bool=True,   # make it (and check it is writable); False: it must exist (reading a finished run)
+                 main:bool=True,     # this process writes the run's own records and holds its lock (one of several: process 0)
                 ):
-        self.path = Path(path)
+        self.path, self.main = Path(path), main
         if not create:
             if not self.path.is_dir(): raise RunError(f"{self.path} is not a run folder (it does not exist).")
             return
@@ -83,7 +84,8 @@ def stage(self:RunFolder,
 
 @patch
 def done(self:RunFolder, folder:Path, name:str, code=None, **summary) -> Path:
-    "Record in `folder/stage.json` that stage `name` is complete, with the code that made it."
+    "Record in `folder/stage.json` that stage `name` is complete, with the code that made it (the main process writes it)."
+    if not self.main: return Path(folder)/'stage.json'
     return write_json(Path(folder)/'stage.json', {'stage': name, 'modules': list(code or STAGE_CODE[name]),
                       'code': code_version(*(code or STAGE_CODE[name])), **summary}, indent=1)
 
@@ -107,7 +109,8 @@ def rel(self:RunFolder, p) -> str:
 @patch
 @contextmanager
 def lock(self:RunFolder):
-    "Hold the run folder's lock inside the block; a second holder gets one clear `RunError`."
+    "Hold the run folder's lock inside the block (the main process, for every process of the study); a second holder gets one clear `RunError`."
+    if not self.main: yield self; return
     f = open(self.path/'.lock', 'a+')
     try:
         try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -17,7 +17,7 @@ from .sketch import Sketcher, iter_sketches
 
 # %% auto #0
 __all__ = ['AGREE', 'StoreError', 'StoreCorrupt', 'checkpoint_info', 'check_compatible', 'SketchStore', 'store_dtype',
-           'build_store', 'sketch_checkpoints', 'build_part', 'merge_parts']
+           'build_store', 'sketch_checkpoints', 'part_rows', 'build_part', 'merge_parts']
 
 # %% ../nbs/07_store.ipynb #c005
 class StoreError(ValueError):
@@ -214,13 +214,23 @@ def sketch_checkpoints(
     load_fn=load_checkpoint,  # `(model, checkpoint) -> None`: puts θ_e's weights into `model` (like captum's checkpoints_load_func)
     rebuild_corrupt:bool=False,  # a complete store whose files are damaged is deleted and sketched again (else: `StoreCorrupt`)
     log=print,             # where a rebuild is announced
+    part:int=0, n_parts:int=1,  # this process's share of the rows, of how many processes (`build_part`)
+    barrier=None,          # with n_parts > 1: callable waiting for every process (e.g. `accelerate.PartialState().wait_for_everyone`)
     **kw,                  # passed to `build_store` (xi, d, layers, seed, dtype, model_name, root, ...)
 ) -> list[SketchStore]:
     "One store per checkpoint θ_e, resumable; a checkpoint's weights are loaded only if its store needs sketching."
     out = []
     for ck in checkpoints:
         path = Path(out_dir)/Path(ck).name
-        if not _complete(path, rebuild_corrupt, log): load_fn(model, Path(ck))   # a finished store is only checked and opened
+        if n_parts == 1: done = _complete(path, rebuild_corrupt, log)
+        else:
+            if part == 0: _complete(path, rebuild_corrupt, log)                     # checks, and removes a damaged store
+            barrier(); done = (path/'complete.json').exists()                     # every process sees process 0's verdict
+        if not done: load_fn(model, Path(ck))                                    # a finished store is only checked and opened
+        if n_parts > 1 and not done:
+            build_part(model, ds, path, part, n_parts, checkpoint=ck, **kw); barrier()
+            if part == 0: merge_parts(path, n_parts)
+            barrier()
         out.append(build_store(model, ds, path, checkpoint=ck, **kw))
     return out
 
@@ -235,17 +245,26 @@ def _complete(path:Path, rebuild:bool, log) -> bool:
 # %% ../nbs/07_store.ipynb #c033
 def _part_dir(path, part:int, n_parts:int) -> Path: return Path(path)/f'part-{part:03d}-of-{n_parts:03d}'
 
+def part_rows(
+    n:int,                 # rows to share
+    part:int, n_parts:int, # this worker, of how many
+    align:int=1,           # boundaries on multiples of this (the batch size)
+) -> range:
+    "The contiguous rows of worker `part`: shares as equal as `align` allows, boundaries on its multiples."
+    cut = lambda i: min(n, -(-(i * n // n_parts) // align) * align)
+    return range(cut(part), cut(part + 1))
+
 def build_part(
     model:nn.Module, ds, path,
     part:int,              # this worker's index, 0 <= part < n_parts
     n_parts:int,           # number of workers
     **kw,                  # passed to `build_store`
 ) -> SketchStore|None:
-    "Worker `part` of `n_parts`: sketch its contiguous share of `ds` into path/part-III-of-NNN."
+    "Worker `part` of `n_parts`: sketch its share of `ds` (`part_rows`, aligned to the batch size) into path/part-III-of-NNN."
     if not 0 <= part < n_parts: raise StoreError(f"part={part} must be in [0, {n_parts}).")
-    n = len(ds)
-    return build_store(model, ds.select(range(part * n // n_parts, (part + 1) * n // n_parts)),
-                       _part_dir(path, part, n_parts), **kw)
+    rows, out = part_rows(len(ds), part, n_parts, kw.get('batch_size', 32)), _part_dir(path, part, n_parts)
+    if not rows: out.mkdir(parents=True, exist_ok=True); (out/'EMPTY').touch(); return None   # nothing to sketch: say so
+    return build_store(model, ds.select(rows), out, **kw)
 
 # %% ../nbs/07_store.ipynb #c035
 def merge_parts(
@@ -256,9 +275,11 @@ def merge_parts(
     "Concatenate complete parts 0..n_parts-1 into one store at `path` (complete.json written last)."
     path = Path(path)
     if (path/'complete.json').exists(): return SketchStore(path)
-    missing = [i for i in range(n_parts) if not (_part_dir(path, i, n_parts)/'complete.json').exists()]
+    done = lambda i: any((_part_dir(path, i, n_parts)/f).exists() for f in ('complete.json', 'EMPTY'))
+    missing = [i for i in range(n_parts) if not done(i)]
     if missing: raise StoreError(f"Cannot merge {path}: part(s) {missing} of {n_parts} are missing or incomplete; run those workers (again).")
-    parts = [SketchStore(_part_dir(path, i, n_parts)) for i in range(n_parts)]
+    empty = [_part_dir(path, i, n_parts) for i in range(n_parts) if (_part_dir(path, i, n_parts)/'EMPTY').exists()]
+    parts = [SketchStore(_part_dir(path, i, n_parts)) for i in range(n_parts) if _part_dir(path, i, n_parts) not in empty]
     for p in parts[1:]: check_compatible(parts[0].header, p.header, same=('checkpoint', 'mask', 'dtype'), what=f'parts {parts[0].path} and {p.path}')
     header = {**parts[0].header, 'n': sum(len(p) for p in parts), 'ids': sum((p.header['ids'] for p in parts), [])}
     write_json(path/'header.json', header)
@@ -269,5 +290,5 @@ def merge_parts(
     write_json(path/'meta.json', pd.concat([p.meta for p in parts]).to_dict(orient='list'))
     write_json(path/'complete.json', {'n': header['n'], 'chunks': chunks})
     if cleanup:
-        for p in parts: shutil.rmtree(p.path)
+        for p in [*(q.path for q in parts), *empty]: shutil.rmtree(p)
     return SketchStore(path)

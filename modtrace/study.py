@@ -11,6 +11,8 @@ from types import SimpleNamespace
 from typing import Literal
 import datasets, pandas as pd, torch, transformers
 from fastcore.basics import patch
+from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 from fastcore.docments import docments
 from .core import atomic_write, torch_threads, write_json
 from .data import DataError, get_task, load_splits, read_config, task_from_config, tokenize
@@ -22,15 +24,15 @@ from .store import sketch_checkpoints
 from .influence import influence
 from .aggregate import example_shares
 from .run import RunError, RunFolder, fingerprint
-from .results import ResultInputs, default_choices, health_note, plot_result, study_results, study_variants, write_results
+from .results import RUNS, ResultInputs, default_choices, health_note, plot_result, study_results, study_variants, write_results
 from .report import check_report, report as write_report
 
 # %% auto #0
 __all__ = ['PAPER_SIZES', 'SKETCH', 'COMMANDS', 'OptionError', 'check_options', 'study_splits', 'data_fingerprint', 'StudyData',
-           'prepare', 'tracin_checkpoints', 'check_against_data', 'finetune_stage', 'study_masks', 'prune_stage',
-           'subnetworks_stage', 'sketch_stage', 'influence_stage', 'trace', 'results_stage', 'Study', 'accuracy_frame',
-           'environment', 'record_study', 'run_study', 'study_choices', 'log_summary', 'read_study_config',
-           'with_config', 'to_toml', 'write_study_config', 'cli_parser', 'main']
+           'processes', 'prepare', 'tracin_checkpoints', 'check_against_data', 'finetune_stage', 'study_masks',
+           'prune_stage', 'subnetworks_stage', 'sketch_stage', 'influence_stage', 'trace', 'results_stage', 'Study',
+           'accuracy_frame', 'environment', 'record_study', 'run_study', 'fine_tune_all', 'finish', 'study_choices',
+           'log_summary', 'read_study_config', 'with_config', 'to_toml', 'write_study_config', 'cli_parser', 'main']
 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
@@ -134,10 +136,16 @@ class StudyData:
     arch: torch.nn.Module     # a classifier of the model's architecture, for sketching
     langs: list               # the task's languages, in order
     tracin_epochs: list       # the checkpoints TracIn sums over
+    ps: object = None         # the processes of the study (`processes()`)
     @property
     def ft(self) -> dict: return dict(lr=self.hp['lr'], epochs=self.hp['epochs'], batch_size=self.hp['batch_size'], seed=self.hp['seed'])
 
-# %% ../nbs/14_study.ipynb #c015
+# %% ../nbs/14_study.ipynb #c016
+def processes() -> PartialState:
+    "The processes of this study: accelerate's state (a single process unless started by `accelerate launch`)."
+    return PartialState(cpu=parse_flag_from_env('ACCELERATE_USE_CPU') or not torch.cuda.is_available())
+
+# %% ../nbs/14_study.ipynb #c018
 def _model_path(spec, model, seed, train=None):
     "The model to start from: a folder (its absolute path), a hub name, `local:FAMILY` (built on `train`'s texts), or the task's."
     if model is not None and (local := local_model_spec(model)) is not None:
@@ -146,9 +154,9 @@ def _model_path(spec, model, seed, train=None):
     if model is not None: return str(Path(model).resolve()) if Path(model).exists() else model
     return spec.default_model(seed=seed) if callable(spec.default_model) else spec.default_model
 
-def prepare(o:SimpleNamespace, log=print) -> StudyData:
+def prepare(o:SimpleNamespace, log=print, ps=None) -> StudyData:
     "The task's splits, the model, the hyper-parameters; every option that needs them checked."
-    spec, t0 = o.spec, time.time()
+    spec, t0, ps = o.spec, time.time(), ps or processes()
     try: raw = study_splits(spec, o.data, o.scale, o.seed, {'train': o.train_file} if o.train_file else None, o.langs)
     except DataError as e: raise _options_fix(e, o) from None
     langs = list(dict.fromkeys(raw['train']['lang']))
@@ -159,13 +167,12 @@ def prepare(o:SimpleNamespace, log=print) -> StudyData:
     hp = dict(task=spec.name, model=str(path), data=data_fingerprint(raw), seed=o.seed, max_length=max_length,
               lr=spec.lr if o.lr is None else o.lr, epochs=spec.epochs if o.epochs is None else o.epochs, batch_size=o.batch_size)
     d = StudyData(spec, str(path), tok, {k: tokenize(v, tok, max_length) for k, v in raw.items()}, hp,
-                  arch.to('cuda' if torch.cuda.is_available() else 'cpu'), langs,
-                  tracin_checkpoints(o.tracin_epochs or spec.tracin_epochs, hp['epochs']))
+                  arch.to(ps.device), langs, tracin_checkpoints(o.tracin_epochs or spec.tracin_epochs, hp['epochs']), ps)
     check_against_data(o, d)
     log(f"[{spec.name}] {len(raw['train'])} train / {len(raw['dev'])} dev / {len(raw['test'])} test examples; languages {langs}")
     return d
 
-# %% ../nbs/14_study.ipynb #c016
+# %% ../nbs/14_study.ipynb #c019
 def tracin_checkpoints(epochs, n:int) -> list[int]:
     "The checkpoints TracIn sums over: given, or every epoch; checked against the run's `n` epochs."
     ep = sorted(set(int(e) for e in epochs)) if epochs else list(range(1, n + 1))
@@ -184,7 +191,7 @@ def check_against_data(o:SimpleNamespace, d:StudyData):
         try: check_masks(load_masks(o.masks), model_shape(d.arch), d.langs, what=str(o.masks))
         except ValueError as e: raise OptionError('masks', "{opt}: %s" % e) from None
 
-# %% ../nbs/14_study.ipynb #c019
+# %% ../nbs/14_study.ipynb #c022
 def finetune_stage(run:RunFolder, d:StudyData, name:str, masks:dict|None=None, progress:bool=True, log=print):
     "Full fine-tuning (`masks` None) or SFT through `masks`, from the pretrained model: stage `name`, resumable."
     out = run.stage(name, **d.hp, **({'masks': masks} if masks is not None else {}))
@@ -206,15 +213,22 @@ def study_masks(
     n = max(1, round(keep * shape[0] * shape[1]))
     return {l: random_mask(*shape, n, seed=seed + i) for i, l in enumerate(langs)}
 
-# %% ../nbs/14_study.ipynb #c021
+# %% ../nbs/14_study.ipynb #c024
 def prune_stage(run:RunFolder, d:StudyData, full, log=print) -> tuple[dict[str, torch.Tensor], str]:
     "Per-language masks by iterative pruning (Eq. 1) of the fully fine-tuned model, once per fine-tuned model; (masks, stage)."
-    out = run.stage('prune', **d.hp)
+    out, ps = run.stage('prune', **d.hp), d.ps or processes()
     f = out/'subnetworks.json'
     if not f.exists():
-        masks, traj = find_subnetworks(full.model, d.splits['dev'], langs=d.langs)
-        save_subnetworks(f, masks, traj, checkpoint=run.rel(full.checkpoints[-1]))
-        run.done(out, 'prune')
+        for l in d.langs[ps.process_index::ps.num_processes]:            # each process prunes its share of the languages
+            if not (one := out/f'lang-{l}.json').exists(): save_subnetworks(one, *find_subnetworks(full.model, d.splits['dev'], langs=[l]))
+        ps.wait_for_everyone()
+        if run.main:
+            got = [load_subnetworks(out/f'lang-{l}.json') for l in d.langs]
+            save_subnetworks(f, {l: g[0][l] for l, g in zip(d.langs, got)}, {l: g[1][l] for l, g in zip(d.langs, got)},
+                             checkpoint=run.rel(full.checkpoints[-1]))
+            run.done(out, 'prune')
+            for l in d.langs: (out/f'lang-{l}.json').unlink()
+        ps.wait_for_everyone()
     xi = load_subnetworks(f, full.model)[0]
     log(f"[{d.hp['task']}] subnetworks by pruning; heads disabled per language (Table 1):\n{heads_disabled(xi).set_index('lang').to_string()}")
     return xi, out.name
@@ -225,10 +239,10 @@ def subnetworks_stage(run:RunFolder, d:StudyData, full, o:SimpleNamespace, log=p
     else:
         xi, stage = study_masks(d.langs, model_shape(d.arch), None if o.masks == 'random' else o.masks, o.keep, o.seed), None
         source = f'random (keep {o.keep}, seed {o.seed})' if o.masks == 'random' else str(o.masks)
-    save_masks(run.path/'masks.json', xi, model=d.path, source=source)
+    if run.main: save_masks(run.path/'masks.json', xi, model=d.path, source=source)
     return xi, stage
 
-# %% ../nbs/14_study.ipynb #c023
+# %% ../nbs/14_study.ipynb #c026
 SKETCH = dict(d=256, seed=0, dtype='float16', layers=None)  # the study's sketch settings (SPEC section 5)
 
 def _key(ds) -> list: return [f"{l}/{i}" for l, i in zip(ds['lang'], ds['id'])]
@@ -242,18 +256,21 @@ def sketch_stage(
     epochs=None,              # epoch checkpoints (1-based); None: all
     progress:bool=True,
     log=print,                # where a damaged store being sketched again is announced
+    ps=None,                  # the study's processes (each sketches its share of the examples)
     **sketch,                 # overrides of `SKETCH`
 ) -> list:
     "One `SketchStore` per checkpoint θ_e of `ft` for `ds` under mask ξ, cached and resumable."
     sk = {**SKETCH, **sketch}
     epochs = list(epochs or range(1, len(ft.checkpoints) + 1))
     out = run.stage('sketch', ft=run.rel(ft.out_dir), xi=xi, examples=_key(ds), epochs=epochs, **sk)
+    ps = ps or processes()
     stores = sketch_checkpoints(arch, ds, [ft.checkpoints[e - 1] for e in epochs], out, xi=xi, progress=progress,
-                                model_name=ft.out_dir.name, batch_size=64, root=run.path, rebuild_corrupt=True, log=log, **sk)
+                                model_name=ft.out_dir.name, batch_size=64, root=run.path, rebuild_corrupt=True, log=log,
+                                part=ps.process_index, n_parts=ps.num_processes, barrier=ps.wait_for_everyone, **sk)
     run.done(out, 'sketch', n=len(ds), epochs=epochs)
     return stores
 
-# %% ../nbs/14_study.ipynb #c026
+# %% ../nbs/14_study.ipynb #c029
 def influence_stage(
     run:RunFolder,            # the run folder
     test:list, train:list,    # stores per checkpoint (`sketch_stage`), same checkpoints
@@ -279,21 +296,23 @@ def influence_stage(
     atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'influence', m=m, norm=norm)
     return read()
 
-# %% ../nbs/14_study.ipynb #c029
+# %% ../nbs/14_study.ipynb #c032
 def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespace, log=print) -> tuple[pd.DataFrame, dict]:
     "Stages 4-5: sketch every variant at the TracIn checkpoints and score it; (all shares, {variant: influence stage})."
-    train, test, frames, used, t0 = d.splits['train'], d.splits['test'], [], {}, time.time()
+    train, test, ps, got, t0 = d.splits['train'], d.splits['test'], d.ps or processes(), {}, time.time()
     log(f"[{d.hp['task']}] TracIn over checkpoints {d.tracin_epochs}: {len(variants)} variants, top-m = {o.top_m}")
     for i, v in enumerate(variants):
         rows = [j for j, l in enumerate(test['lang']) if l in v.test]
-        tr = sketch_stage(run, runs[v.run], d.arch, train, v.xi, d.tracin_epochs, o.progress, log)
-        te = sketch_stage(run, runs[v.run], d.arch, test.select(rows), v.xi, d.tracin_epochs, o.progress, log)
-        df, used[v.name] = influence_stage(run, te, tr, o.top_m, o.norm)
-        frames.append(df.assign(variant=v.name))
+        tr = sketch_stage(run, runs[v.run], d.arch, train, v.xi, d.tracin_epochs, o.progress, log, ps)
+        te = sketch_stage(run, runs[v.run], d.arch, test.select(rows), v.xi, d.tracin_epochs, o.progress, log, ps)
+        if i % ps.num_processes == ps.process_index: got[v.name] = influence_stage(run, te, tr, o.top_m, o.norm)  # its share of the variants
+        else: got[v.name] = (te, tr)
         log(f"[{d.hp['task']}] influence {i + 1}/{len(variants)} {v.name} ({time.time() - t0:.0f} s)")
-    return pd.concat(frames, ignore_index=True), used
+    ps.wait_for_everyone()                                               # every variant scored: read the others' results
+    got = {k: influence_stage(run, *g, o.top_m, o.norm) if isinstance(g[0], list) else g for k, g in got.items()}
+    return pd.concat([df.assign(variant=k) for k, (df, _) in got.items()], ignore_index=True), {k: name for k, (_, name) in got.items()}
 
-# %% ../nbs/14_study.ipynb #c031
+# %% ../nbs/14_study.ipynb #c034
 def _hash_frame(df:pd.DataFrame) -> str:
     import hashlib
     return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()
@@ -315,7 +334,7 @@ def results_stage(run:RunFolder, ctx:ResultInputs) -> tuple[dict, str]:
         atomic_write(stamp, out.name)
     return res, out.name
 
-# %% ../nbs/14_study.ipynb #c033
+# %% ../nbs/14_study.ipynb #c036
 @dataclass
 class Study:
     "A finished study, read from its run folder: settings, masks, accuracy, shares and every result."
@@ -336,7 +355,7 @@ class Study:
         "Draw one result in the paper's form (tables come back as DataFrames)."
         return plot_result(name, self.results, self.masks, top_m=self.settings['top_m'], focus=self.settings['focus'])
 
-# %% ../nbs/14_study.ipynb #c034
+# %% ../nbs/14_study.ipynb #c037
 @patch(cls_method=True)
 def load(cls:Study, run) -> Study:
     "The finished study in the run folder `run`, as it was written; nothing is recomputed."
@@ -351,7 +370,7 @@ def load(cls:Study, run) -> Study:
     return cls(rf.path, rec['settings'], pd.read_csv(rf.path/'accuracy.csv', index_col=0, header=[0, 1]),
                load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders))
 
-# %% ../nbs/14_study.ipynb #c036
+# %% ../nbs/14_study.ipynb #c039
 def accuracy_frame(runs:dict) -> pd.DataFrame:
     "Test and dev accuracy per language of the three fine-tuning runs (RUN/accuracy.csv)."
     table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev') for how, r in runs.items()})
@@ -361,7 +380,8 @@ def accuracy_frame(runs:dict) -> pd.DataFrame:
 def environment() -> dict:
     "What the numbers depend on besides the options: torch's version, the CPU's instruction set, the threads, the GPU."
     return {'torch': torch.__version__, 'transformers': transformers.__version__, 'cpu': torch.backends.cpu.get_cpu_capability(),
-            'threads': torch.get_num_threads(), 'gpu': torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+            'threads': torch.get_num_threads(), 'processes': processes().num_processes,
+            'gpu': torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict):
     "RUN/accuracy.csv and RUN/study.json (settings, model, environment, the stage folder of every part): what `Study.load` reads."
@@ -369,7 +389,7 @@ def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict
     write_json(run.path/'study.json', {'settings': settings, 'model': model, 'environment': environment(),
                                        'stages': {**{k: r.out_dir.name for k, r in runs.items()}, **stages}}, indent=1)
 
-# %% ../nbs/14_study.ipynb #c038
+# %% ../nbs/14_study.ipynb #c041
 def run_study(
     task:str='demo',            # xnli | xnli3 | pawsx | marc | demo | demo_single, or a task file (TOML/YAML, `modtrace.data.task_from_config`)
     langs:list[str]|None=None,  # the languages to study (at least 2, any the data has); default: the task's
@@ -399,31 +419,43 @@ def run_study(
     log=print,                  # where progress lines go
 ) -> Study:
     "The whole study on `task`, stage by stage cached under OUT/TASK; every result of the paper."
-    o = check_options(SimpleNamespace(**with_config({k: v for k, v in locals().items() if k != 'log'})))
-    run, seed, n_boot, top_m, report = RunFolder(Path(o.out)/o.spec.name), o.seed, o.n_boot, o.top_m, o.report
-    if report: check_report()
+    o, ps = check_options(SimpleNamespace(**with_config({k: v for k, v in locals().items() if k != 'log'}))), processes()
+    run, log = RunFolder(Path(o.out)/o.spec.name, main=ps.is_main_process), log if ps.is_main_process else (lambda *a: None)
+    if o.report and run.main: check_report()
     with torch_threads(o.threads), run.lock():
-        d = prepare(o, log)
-        runs = {'full': finetune_stage(run, d, 'full', progress=progress, log=log)}
-        xi, pruned = subnetworks_stage(run, d, runs['full'], o, log)
-        rxi = {l: shuffle_mask(m, seed=seed + i) for i, (l, m) in enumerate(xi.items())}
-        runs['sft'] = finetune_stage(run, d, 'sft', xi, progress, log)
-        runs['rsft'] = finetune_stage(run, d, 'rsft', rxi, progress, log)
+        ps.wait_for_everyone()                                           # the main process holds the lock for all of them
+        with ps.main_process_first(): d = prepare(o, log, ps)            # shared caches (the demo's model) built once
+        runs, xi, rxi, pruned = fine_tune_all(run, d, o, log)
         focus_, sub, comp = study_choices(xi, o, d.spec, log)
         variants = study_variants(xi, rxi, focus_, sub, comp)
         shares, used = trace(run, runs, d, variants, o, log)
-        ctx = ResultInputs(shares, {k: runs[r].results['epochs'] for k, r in (('full FT', 'full'), ('SFT', 'sft'), ('random SFT', 'rsft'))},
-                           xi, variants, focus_, comp, d.spec.relatedness(seed) if d.spec.relatedness else None, n_boot, seed, top_m)
-        res, res_stage = results_stage(run, ctx)
-        settings = {**{k: v for k, v in vars(o).items() if k not in ('spec', 'task_table')}, 'task': d.spec.name, 'langs': d.langs,
-                    'compose': [list(p) for p in comp], 'focus': focus_, 'suboptimal': sub, 'tracin_epochs': d.tracin_epochs}
-        record_study(run, settings, d.path, {'prune': pruned, 'influence': used, 'results': res_stage}, runs)
-        write_study_config(run, settings, o)
-        log_summary(run, res, log)
-        if report: write_report(run.path, log)
+        ctx = ResultInputs(shares, {k: runs[r].results['epochs'] for k, r in RUNS.items()}, xi, variants, focus_, comp,
+                           d.spec.relatedness(o.seed) if d.spec.relatedness else None, o.n_boot, o.seed, o.top_m)
+        if run.main: finish(run, d, o, runs, ctx, sub, {'prune': pruned, 'influence': used}, log)
+        ps.wait_for_everyone()
     return Study.load(run.path)
 
-# %% ../nbs/14_study.ipynb #c040
+# %% ../nbs/14_study.ipynb #c043
+def fine_tune_all(run:RunFolder, d:StudyData, o:SimpleNamespace, log=print) -> tuple[dict, dict, dict, str|None]:
+    "Stages 1-3: full fine-tuning, the subnetworks, SFT and random SFT; (runs, masks, random masks, pruning stage or None)."
+    runs = {'full': finetune_stage(run, d, 'full', progress=o.progress, log=log)}
+    xi, pruned = subnetworks_stage(run, d, runs['full'], o, log)
+    rxi = {l: shuffle_mask(m, seed=o.seed + i) for i, (l, m) in enumerate(xi.items())}
+    runs['sft'] = finetune_stage(run, d, 'sft', xi, o.progress, log)
+    runs['rsft'] = finetune_stage(run, d, 'rsft', rxi, o.progress, log)
+    return runs, xi, rxi, pruned
+
+def finish(run:RunFolder, d:StudyData, o:SimpleNamespace, runs:dict, ctx:ResultInputs, sub:list, stages:dict, log=print):
+    "Stages 6-7, in the main process: every result and figure, the study's records, the log's summary, the report."
+    res, stages['results'] = results_stage(run, ctx)
+    settings = {**{k: v for k, v in vars(o).items() if k not in ('spec', 'task_table')}, 'task': d.spec.name, 'langs': d.langs,
+                'compose': [list(p) for p in ctx.compose], 'focus': ctx.focus, 'suboptimal': sub, 'tracin_epochs': d.tracin_epochs}
+    record_study(run, settings, d.path, stages, runs)
+    write_study_config(run, settings, o)
+    log_summary(run, res, log)
+    if o.report: write_report(run.path, log)
+
+# %% ../nbs/14_study.ipynb #c044
 def study_choices(xi:dict, o:SimpleNamespace, spec, log=print) -> tuple[str, list, list]:
     "Fig. 3 and Fig. 19's languages: given, or chosen from the masks' similarity (`default_choices`)."
     f, sub, comp = default_choices(xi, o.focus or (spec.focus_lang if spec.focus_lang in xi else None))
@@ -443,7 +475,7 @@ def log_summary(run:RunFolder, res:dict, log=print):
         log(f"[{run.path.name}] planted relatedness vs measured influence:\n"
             f"{res['relatedness_vs_influence_stats'].to_string(index=False, float_format=lambda x: f'{x:.3g}')}")
 
-# %% ../nbs/14_study.ipynb #c042
+# %% ../nbs/14_study.ipynb #c046
 def _defaults() -> dict:
     return {k: p.default for k, p in inspect.signature(run_study).parameters.items() if k != 'log'}
 
@@ -470,7 +502,7 @@ def with_config(opts:dict) -> dict:
     doc, defaults = read_study_config(opts['config']), _defaults()
     return {**opts, 'task_table': doc.pop('task_table', None), **{k: v for k, v in doc.items() if opts[k] == defaults[k]}}
 
-# %% ../nbs/14_study.ipynb #c047
+# %% ../nbs/14_study.ipynb #c051
 def _toml_value(v) -> str:
     if isinstance(v, bool): return 'true' if v else 'false'
     if isinstance(v, (int, float)): return repr(v)
@@ -494,7 +526,7 @@ def write_study_config(run:RunFolder, settings:dict, o:SimpleNamespace) -> Path:
         src = Path(o.spec.source); atomic_write(run.path/f'task{src.suffix}', src.read_bytes()); keep['task'] = f'task{src.suffix}'
     return atomic_write(run.path/'study.toml', to_toml(keep))
 
-# %% ../nbs/14_study.ipynb #c050
+# %% ../nbs/14_study.ipynb #c054
 def _cli_type(anno):
     "(type, several values?, choices) of a parameter's annotation for argparse."
     args = [a for a in typing.get_args(anno) if a is not type(None)]
@@ -520,7 +552,7 @@ def cli_parser(
                            metavar=None if choices else name.upper(), help=help + (f" (default: {d.default})" if d.default is not None else ''))
     return p
 
-# %% ../nbs/14_study.ipynb #c052
+# %% ../nbs/14_study.ipynb #c056
 COMMANDS = {'study': run_study}
 
 def main(argv=None):
