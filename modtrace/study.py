@@ -419,6 +419,7 @@ def run_study(
     log=print,                  # where progress lines go
 ) -> Study:
     "The whole study on `task`, stage by stage cached under OUT/TASK; every result of the paper."
+    # (long only by its options, one documented line each: they are also the command line's options)
     o, ps = check_options(SimpleNamespace(**with_config({k: v for k, v in locals().items() if k != 'log'}))), processes()
     run, log = RunFolder(Path(o.out)/o.spec.name, main=ps.is_main_process), log if ps.is_main_process else (lambda *a: None)
     if o.report and run.main: check_report()
