@@ -14,7 +14,7 @@ from .store import SketchStore, StoreError, check_compatible
 
 # %% auto #0
 __all__ = ['GROUPS', 'NORMS', 'DTYPES', 'check_pairs', 'json_key', 'layer_groups', 'layer_blocks', 'Influence', 'influence',
-           'influence_groups']
+           'influence_groups', 'RowsView', 'exact_scores', 'agreement', 'd_for_overlap']
 
 # %% ../nbs/08_influence.ipynb #c005
 def _as_list(x): return [x] if hasattr(x, 'header') else list(x)  # one store, or one per checkpoint
@@ -247,3 +247,57 @@ def influence_groups(
         raise ValueError(f"groups must be None, a list of group names or a non-empty {{name: layers}} dict, not {groups!r}.")
     views = {g: layer_blocks(h, v) for g, v in groups.items()}
     return _score(test, train, views, m, norm, chunk_size, full, progress, dtype)
+
+# %% ../nbs/08_influence.ipynb #c055
+class RowsView:
+    "Some test rows of a store, read like a store (`header`, `meta`, `rows`, `len`): what `influence` scores."
+    def __init__(self, store, rows):
+        self.store, self.idx = store, torch.as_tensor(list(rows), dtype=torch.long)
+        self.header, self.path = {**store.header, 'ids': [store.header['ids'][i] for i in self.idx]}, store.path
+        self.meta = store.meta.iloc[self.idx.numpy()].reset_index(drop=True)
+    def __len__(self): return len(self.idx)
+    def rows(self, a, b): return self.store.rows(0, len(self.store))[self.idx[a:b]]
+
+def exact_scores(
+    model,                    # the classifier holding θ_e
+    test, train,              # tokenized datasets (`modtrace.data.tokenize`)
+    layers:list,              # the sketched layers' names (a store header's `layers`)
+    xi=None,                  # the mask gating every example (as when sketching)
+    norm:str='cos',           # 'cos' | 'dot' | 'layer_cos'
+    batch_size:int=16,
+    loss_fn=None,             # each example's L (default: the classifier's cross-entropy)
+) -> torch.Tensor:
+    "One checkpoint's terms of Eq. 2 from exact per-example gradients (float64, streamed): (n_test, n_train)."
+    from modtrace.sketch import Sketcher, iter_sketches
+    sk = Sketcher(model, exact=True, layers=[f'^{re.escape(n)}$' for n in layers], **({'loss_fn': loss_fn} if loss_fn else {}))
+    blocks = [slice(a, a + n) for a, n in zip(np.cumsum([0, *sk.sizes.values()])[:-1], sk.sizes.values())]
+    rows = lambda ds: (_prep(S, blocks, norm, side, torch.float64) for _, S, _, _ in iter_sketches(sk, ds, xi, batch_size, progress=False)
+                       for side in ['train'])
+    with sk:
+        Q = torch.cat([_prep(S, blocks, norm, 'test', torch.float64) for _, S, _, _ in iter_sketches(sk, test, xi, batch_size, progress=False)])
+        return torch.cat([Q @ T.T for T in rows(train)], 1)
+
+# %% ../nbs/08_influence.ipynb #c059
+def _top(x:torch.Tensor, m:int, largest:bool) -> list[set]: return [set(r.tolist()) for r in x.topk(m, dim=1, largest=largest).indices]
+
+def agreement(
+    sketched:torch.Tensor,    # (n_test, n_train) scores from sketches
+    exact:torch.Tensor,       # (n_test, n_train) the same from exact gradients
+    m:int=100,                # the top-m of the study
+) -> dict:
+    "How well sketched scores rank as exact ones do: mean top-m overlap (proponents, opponents) and mean Spearman per test example."
+    from scipy.stats import spearmanr
+    m = min(m, exact.shape[1])
+    over = lambda largest: float(np.mean([len(a & b) / m for a, b in zip(_top(sketched, m, largest), _top(exact, m, largest))]))
+    rho = [spearmanr(a, b).statistic for a, b in zip(sketched.double().numpy(), exact.double().numpy())]
+    return {'overlap_pos': over(True), 'overlap_neg': over(False), 'spearman': float(np.nanmean(rho)), 'n_test': exact.shape[0],
+            'n_train': exact.shape[1]}
+
+def d_for_overlap(
+    d:list, overlap:list,     # sketch sizes tried and the top-m overlap each gave
+    target:float=0.9,         # the overlap wanted
+) -> float:
+    "The d a target overlap needs, from a least-squares fit of overlap = 1 - c/√d (inf if the fit says never)."
+    x, y = 1 / np.sqrt(np.asarray(d, float)), 1 - np.asarray(overlap, float)
+    c = float(x @ y / (x @ x))
+    return float('inf') if c <= 0 and target < 1 else (c / (1 - target)) ** 2 if c > 0 else 0.

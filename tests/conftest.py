@@ -43,3 +43,10 @@ def tiny_tokenizer(tmp_path_factory):
     path = tmp_path_factory.mktemp('tok')
     fast.save_pretrained(path)
     return AutoTokenizer.from_pretrained(path)
+
+@pytest.fixture(scope='session')
+def tiny_folder(tmp_path_factory, tiny_tokenizer):
+    "A tiny XLM-R with the tokenizer above, saved as a model folder (what `--model DIR` takes)."
+    m = make_tiny_model(attn='sdpa', vocab=len(tiny_tokenizer))
+    path = tmp_path_factory.mktemp('model')/'tiny-xlmr'; m.save_pretrained(path); tiny_tokenizer.save_pretrained(path)
+    return path

@@ -3,7 +3,7 @@ import json, os, shutil, subprocess, sys
 from pathlib import Path
 import pandas as pd, pytest
 from conftest import ROOT
-from test_study import tiny_folder, args, kw, results, FIGURES, TABLES
+from test_study import args, kw, results, FIGURES, TABLES
 from modtrace.study import run_study
 
 def launch(argv, n=2, timeout=900):

@@ -3,7 +3,7 @@ import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
 import pytest, torch
-from conftest import make_tiny_model, ROOT
+from conftest import ROOT
 from modtrace.study import run_study, main, study_masks, Study
 from modtrace.run import fingerprint
 from modtrace.model import save_masks, random_mask
@@ -17,12 +17,6 @@ FIGURES = ['fig10_full_positive', 'fig10_full_negative', 'fig2_subnetworks_delta
            'fig9_layer_correlation', 'fig15_overlap_vs_influence', 'fig11_head_usage', 'fig12_shared_heads',
            'fig13_shared_heads_share', 'fig16_specialization_per_checkpoint', 'fig19_composed_delta_positive']
 TABLES = ['table1_heads_disabled', 'table2_accuracy']
-
-@pytest.fixture(scope='module')
-def tiny_folder(tmp_path_factory, tiny_tokenizer):
-    m = make_tiny_model(attn='sdpa', vocab=len(tiny_tokenizer))
-    path = tmp_path_factory.mktemp('model')/'tiny-xlmr'; m.save_pretrained(path); tiny_tokenizer.save_pretrained(path)
-    return path
 
 def args(model, data, out):
     "The CLI arguments of a tiny pawsx study on the real samples (20 training examples per language)."

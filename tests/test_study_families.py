@@ -1,6 +1,6 @@
 "Issue 10's end-to-end check: XNLI with Russian (train_from_dev) on three of its languages, with a small local model of every family, and a task described in a file giving the preset's results."
-import json, shutil
-import pandas as pd, pytest, torch
+import json
+import pandas as pd, pytest
 from modtrace.study import run_study, main
 from modtrace.model import FAMILIES
 
