@@ -19,7 +19,8 @@ from .figures import (plot_contributions, plot_correlation, plot_head_usage, plo
 # %% auto #0
 __all__ = ['RUNS', 'RESULTS', 'Variant', 'study_variants', 'default_choices', 'ResultInputs', 'shares_of', 'deltas',
            'own_contributions', 'per_checkpoint', 'spec_vs_accuracy', 'mask_vs_influence', 'accuracy_table', 'Result',
-           'register_result', 'study_results', 'model_health', 'health_note', 'plot_result', 'write_results']
+           'register_result', 'study_results', 'group_contributions', 'group_relatedness', 'model_health',
+           'health_note', 'plot_result', 'write_results']
 
 # %% ../nbs/12_results.ipynb #c005
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class ResultInputs:
     n_boot: int = 1000        # bootstrap resamples per CI
     seed: int = 0             # seeds the bootstraps
     top_m: int = 100          # the top-m of the rankings (titles)
+    groups: pd.DataFrame|None = None     # the full model's shares per layer group (a `group` column), if scored
+    estimator: pd.DataFrame|None = None  # sketched against exact influence on a sample (`modtrace.study.estimator_stage`)
     @property
     def langs(self) -> list: return list(self.xi)
     @property
@@ -261,6 +264,29 @@ def study_results(
     return done
 
 # %% ../nbs/12_results.ipynb #c042
+def group_contributions(ctx:ResultInputs, which:str='pos') -> pd.DataFrame|None:
+    "The full model's contributions within each layer group: tidy, with `group` and a `group · test language` row label."
+    if ctx.groups is None: return None
+    g = ctx.groups[(ctx.groups.which == which)]
+    out = [contributions(s, langs=ctx.langs, **ctx.boot).assign(group=k) for k, s in g.groupby('group', sort=False)]
+    return pd.concat(out, ignore_index=True).assign(**{'group · test language': lambda d: d.group + ' · ' + d.test_lang})
+
+def group_relatedness(ctx:ResultInputs) -> pd.DataFrame|None:
+    "Planted relatedness against each group's cross-language influence (the demo): the statistics per group."
+    if ctx.groups is None or ctx.relatedness is None: return None
+    g = ctx.groups[ctx.groups.which == 'pos']
+    R = ctx.relatedness.loc[ctx.langs, ctx.langs]
+    return pd.DataFrame([{'group': k, **relatedness_agreement(s, R, **ctx.boot)[1]} for k, s in g.groupby('group', sort=False)])
+
+# %% ../nbs/12_results.ipynb #c043
+register_result('fig10_groups_positive', 'beyond the paper: Fig. 10 per layer group', 'Full model, per layer group: training-language share of the top-{m} positive set (%)',
+                lambda c, d: group_contributions(c), lambda df, path, title, s: plot_contributions(df, path, title=title, rows='group · test language'))
+register_result('relatedness_by_group', 'beyond the paper: the demo check per layer group', '', lambda c, d: group_relatedness(c), kind='table')
+
+# %% ../nbs/12_results.ipynb #c045
+register_result('estimator_check', 'beyond the paper: sketched against exact influence', '', lambda c, d: c.estimator, kind='table')
+
+# %% ../nbs/12_results.ipynb #c047
 from scipy import stats as _stats
 
 def model_health(
@@ -288,11 +314,11 @@ def health_note(health:pd.DataFrame|None) -> str:
     return '⚠ ' + '; '.join(f"{w}: " + ', '.join(f"{m} ({', '.join(g.test_lang)})" for m, g in b.groupby('model', sort=False))
                             for w, b in bad.groupby('warning', sort=False))
 
-# %% ../nbs/12_results.ipynb #c046
+# %% ../nbs/12_results.ipynb #c051
 register_result('model_health', 'a check before reading any figure', 'Accuracy against the majority class, per model and language',
                 lambda c, d: model_health(c), kind='table')
 
-# %% ../nbs/12_results.ipynb #c048
+# %% ../nbs/12_results.ipynb #c053
 def _entry(name:str, ctx_focus:str) -> Result:
     for r in RESULTS:
         if r.name.format(focus=ctx_focus) == name: return r
@@ -314,7 +340,7 @@ def plot_result(
     title = '\n'.join(t for t in (r.title.format(m=top_m, focus=focus), health_note(results.get('model_health'))) if t)
     return r.plot(df, path, title, SimpleNamespace(results=results, xi=xi))
 
-# %% ../nbs/12_results.ipynb #c050
+# %% ../nbs/12_results.ipynb #c055
 import shutil
 
 def write_results(

@@ -45,6 +45,8 @@ STAGE_CODE = {                                   # stage -> the modtrace modules
     'rsft':      ('core', 'model', 'finetune'),
     'sketch':    ('core', 'model', 'finetune', 'sketch', 'store'),
     'influence': ('store', 'influence', 'aggregate'),
+    'groups':    ('store', 'influence', 'aggregate'),
+    'estimator': ('core', 'model', 'finetune', 'sketch', 'store', 'influence'),
     'results':   ('aggregate', 'subnetworks', 'figures', 'results'),
 }
 

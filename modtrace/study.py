@@ -16,23 +16,26 @@ from accelerate.utils import parse_flag_from_env
 from fastcore.docments import docments
 from .core import atomic_write, torch_threads, write_json
 from .data import DataError, get_task, load_splits, read_config, task_from_config, tokenize
-from .model import check_masks, load_classifier, load_masks, load_tokenizer, model_shape, random_mask, save_masks, shuffle_mask
+from .model import check_masks, load_checkpoint, load_classifier, load_masks, load_tokenizer, model_shape, random_mask, save_masks, shuffle_mask
 from .finetune import finetune
 from .demo import local_model, local_model_spec
 from .subnetworks import find_subnetworks, heads_disabled, load_subnetworks, mask_intersection, save_subnetworks
 from .store import sketch_checkpoints
-from .influence import influence
+from .influence import RowsView, agreement, d_for_overlap, exact_scores, influence, influence_groups
+from .sketch import Sketcher, iter_sketches
+import numpy as np
 from .aggregate import example_shares
 from .run import RunError, RunFolder, fingerprint
 from .results import RUNS, ResultInputs, default_choices, health_note, plot_result, study_results, study_variants, write_results
 from .report import check_report, report as write_report
 
 # %% auto #0
-__all__ = ['PAPER_SIZES', 'SKETCH', 'COMMANDS', 'OptionError', 'check_options', 'study_splits', 'data_fingerprint', 'StudyData',
-           'processes', 'prepare', 'tracin_checkpoints', 'check_against_data', 'finetune_stage', 'study_masks',
-           'prune_stage', 'subnetworks_stage', 'sketch_stage', 'influence_stage', 'trace', 'results_stage', 'Study',
-           'accuracy_frame', 'environment', 'record_study', 'run_study', 'fine_tune_all', 'finish', 'study_choices',
-           'log_summary', 'read_study_config', 'with_config', 'to_toml', 'write_study_config', 'cli_parser', 'main']
+__all__ = ['PAPER_SIZES', 'SKETCH', 'EXACT_BUDGET', 'CHECK_D', 'COMMANDS', 'OptionError', 'check_options', 'study_splits',
+           'data_fingerprint', 'StudyData', 'processes', 'prepare', 'tracin_checkpoints', 'check_against_data',
+           'finetune_stage', 'study_masks', 'prune_stage', 'subnetworks_stage', 'sketch_stage', 'influence_stage',
+           'trace', 'groups_stage', 'estimator_stage', 'results_stage', 'Study', 'accuracy_frame', 'environment',
+           'record_study', 'run_study', 'fine_tune_all', 'finish', 'study_choices', 'log_summary', 'read_study_config',
+           'with_config', 'to_toml', 'write_study_config', 'cli_parser', 'main']
 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
@@ -59,7 +62,10 @@ def check_options(o:SimpleNamespace) -> SimpleNamespace:
         _need(_is_int(getattr(o, k)) and getattr(o, k) >= low, k, "{opt} must be an integer >= %d, not %r." % (low, getattr(o, k)))
     _need(o.tracin_epochs is None or (len(o.tracin_epochs) > 0 and all(_is_int(e) and e >= 1 for e in o.tracin_epochs)),
           'tracin_epochs', "{opt} must be epoch numbers >= 1, not %r." % (o.tracin_epochs,))
-    _need(o.norm in ('cos', 'dot', 'train'), 'norm', "{opt} must be one of cos, dot, train, not %r." % (o.norm,))
+    _need(o.norm in ('cos', 'dot', 'train', 'layer_cos'), 'norm', "{opt} must be one of cos, dot, train, layer_cos, not %r." % (o.norm,))
+    _need(_is_int(o.check_estimator) and o.check_estimator >= 0, 'check_estimator', "{opt} must be an integer >= 0 (0: no check), not %r." % (o.check_estimator,))
+    _need(o.check_train is None or (_is_int(o.check_train) and o.check_train >= 2 * o.top_m), 'check_train',
+          "{opt} must be at least 2 x top-m (%d) training examples, not %r." % (2 * o.top_m, o.check_train))
     _need(o.data is None or Path(o.data).is_dir(), 'data', "{opt} %s is not a folder." % (o.data,))
     _need(o.masks in (None, 'random') or Path(o.masks).is_file(), 'masks', "{opt} must be 'random' or a mask file; %s does not exist." % (o.masks,))
     o.compose = [_pair(p) for p in o.compose] if o.compose else None
@@ -297,8 +303,8 @@ def influence_stage(
     return read()
 
 # %% ../nbs/14_study.ipynb #c032
-def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespace, log=print) -> tuple[pd.DataFrame, dict]:
-    "Stages 4-5: sketch every variant at the TracIn checkpoints and score it; (all shares, {variant: influence stage})."
+def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespace, log=print) -> tuple[pd.DataFrame, dict, tuple]:
+    "Stages 4-5: sketch every variant at the TracIn checkpoints and score it; (all shares, {variant: influence stage}, the full model's stores)."
     train, test, ps, got, t0 = d.splits['train'], d.splits['test'], d.ps or processes(), {}, time.time()
     log(f"[{d.hp['task']}] TracIn over checkpoints {d.tracin_epochs}: {len(variants)} variants, top-m = {o.top_m}")
     for i, v in enumerate(variants):
@@ -308,11 +314,66 @@ def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespac
         if i % ps.num_processes == ps.process_index: got[v.name] = influence_stage(run, te, tr, o.top_m, o.norm)  # its share of the variants
         else: got[v.name] = (te, tr)
         log(f"[{d.hp['task']}] influence {i + 1}/{len(variants)} {v.name} ({time.time() - t0:.0f} s)")
+        if v.name == 'full': full_stores = (te, tr)
     ps.wait_for_everyone()                                               # every variant scored: read the others' results
     got = {k: influence_stage(run, *g, o.top_m, o.norm) if isinstance(g[0], list) else g for k, g in got.items()}
-    return pd.concat([df.assign(variant=k) for k, (df, _) in got.items()], ignore_index=True), {k: name for k, (_, name) in got.items()}
+    return (pd.concat([df.assign(variant=k) for k, (df, _) in got.items()], ignore_index=True), {k: name for k, (_, name) in got.items()},
+            full_stores)
 
 # %% ../nbs/14_study.ipynb #c034
+def groups_stage(run:RunFolder, te:list, tr:list, o:SimpleNamespace) -> tuple[pd.DataFrame, str]:
+    "The full model's training-language shares within each layer group, summed over checkpoints; (shares, stage)."
+    out = run.stage('groups', test=te[0].path.parent.name, train=tr[0].path.parent.name, m=o.top_m, norm=o.norm)
+    if not (f := out/'shares.csv').exists():
+        frames = [example_shares(inf, w).assign(correct=te[-1].meta['correct'].to_numpy(), group=g, which=w)
+                  for g, inf in influence_groups(te, tr, m=o.top_m, norm=o.norm, progress=False).items() for w in ('pos', 'neg')]
+        df = pd.concat(frames, ignore_index=True)
+        atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'groups')
+    return pd.read_csv(f, dtype={'id': str}), out.name
+
+# %% ../nbs/14_study.ipynb #c035
+EXACT_BUDGET = 2e9    # bytes the estimator check may hold in exact test gradients (float64)
+CHECK_D = (64, 1024)  # the sketch sizes tried besides the study's, for `d_for_overlap`
+
+def _sample(n:int, k:int|None, seed:int) -> list[int]:
+    "k rows of n drawn with the study's seed (all of them when k is None or >= n), in order."
+    return list(range(n)) if k is None or k >= n else sorted(np.random.default_rng(seed).choice(n, k, replace=False).tolist())
+
+def estimator_stage(run:RunFolder, ft, d:StudyData, te:list, tr:list, o:SimpleNamespace, log=print) -> tuple[pd.DataFrame|None, str|None]:
+    "Sketched against exact influence on a sample of test (and training) examples, per checkpoint and summed; d scan."
+    rows, trows = _sample(len(te[0]), o.check_estimator, o.seed), _sample(len(tr[0]), o.check_train, o.seed + 1)
+    need = 8 * len(rows) * sum(m.in_features * m.out_features for n, m in d.arch.named_modules() if n in te[0].header['layers'])
+    if need > EXACT_BUDGET:
+        log(f"[{d.hp['task']}] estimator check left out: the sample's exact gradients would need {need / 1e9:.1f} GB (more than "
+            f"{EXACT_BUDGET / 1e9:.0f} GB): lower --check-estimator, or sketch fewer layers."); return None, None
+    out = run.stage('estimator', test=te[0].path.parent.name, train=tr[0].path.parent.name, rows=rows, trows=trows, m=o.top_m,
+                    norm=o.norm, d=list(CHECK_D))
+    if not (f := out/'check.csv').exists():
+        df = _estimator_check(ft, d, te, tr, rows, trows, o)
+        atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'estimator', n_test=len(rows), n_train=len(trows))
+    return pd.read_csv(f, dtype={'checkpoint': str}), out.name
+
+# %% ../nbs/14_study.ipynb #c036
+def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
+    "The check's table: a row per checkpoint and the sum at the study's d, rows at the other sketch sizes, the d for 0.9."
+    test_ds, train_ds, names = d.splits['test'].select(rows), d.splits['train'].select(trows), te[0].header['layers']
+    recs, S_sum, X_sum = [], 0, 0
+    for e, t, r in zip(d.tracin_epochs, te, tr):
+        load_checkpoint(d.arch, ft.checkpoints[e - 1])
+        X = exact_scores(d.arch, test_ds, train_ds, names, norm=o.norm)                      # (sample, train sample)
+        S = influence(RowsView(t, rows), RowsView(r, trows), m=1, norm=o.norm, full=True, progress=False).full.double()
+        recs.append({'checkpoint': str(e), 'd': te[0].header['d'], **agreement(S, X, o.top_m)}); S_sum, X_sum = S_sum + S, X_sum + X
+    recs.append({'checkpoint': 'sum', 'd': te[0].header['d'], **agreement(S_sum, X_sum, o.top_m)})
+    for dd in CHECK_D:                                                                    # the last checkpoint at other sizes
+        with Sketcher(d.arch, d=dd) as sk:
+            Q, T = (torch.cat([x[1] for x in iter_sketches(sk, ds, None, 64, progress=False)]) for ds in (test_ds, train_ds))
+        S = Q.double() @ T.double().T if o.norm == 'dot' else torch.nn.functional.normalize(Q.double(), dim=1) @ torch.nn.functional.normalize(T.double(), dim=1).T
+        recs.append({'checkpoint': str(d.tracin_epochs[-1]), 'd': dd, **agreement(S, X, o.top_m)})
+    df = pd.DataFrame(recs)
+    last = df[df.checkpoint == str(d.tracin_epochs[-1])]
+    return df.assign(d_for_overlap_90=d_for_overlap(last['d'].tolist(), last['overlap_pos'].tolist()))
+
+# %% ../nbs/14_study.ipynb #c038
 def _hash_frame(df:pd.DataFrame) -> str:
     import hashlib
     return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()
@@ -320,6 +381,8 @@ def _hash_frame(df:pd.DataFrame) -> str:
 def results_stage(run:RunFolder, ctx:ResultInputs) -> tuple[dict, str]:
     "Stage 6: `study_results`, cached by its inputs, and every file under RUN/figures; (results, stage folder name)."
     out = run.stage('results', shares=_hash_frame(ctx.shares), acc=ctx.acc, xi=ctx.xi, focus=ctx.focus,
+                    groups=None if ctx.groups is None else _hash_frame(ctx.groups),
+                    estimator=None if ctx.estimator is None else _hash_frame(ctx.estimator),
                     variants=[(v.name, v.label) for v in ctx.variants], compose=ctx.compose, n_boot=ctx.n_boot, seed=ctx.seed,
                     relatedness=None if ctx.relatedness is None else ctx.relatedness.to_dict())
     f, figs = out/'results.pkl', run.path/'figures'
@@ -334,7 +397,7 @@ def results_stage(run:RunFolder, ctx:ResultInputs) -> tuple[dict, str]:
         atomic_write(stamp, out.name)
     return res, out.name
 
-# %% ../nbs/14_study.ipynb #c036
+# %% ../nbs/14_study.ipynb #c040
 @dataclass
 class Study:
     "A finished study, read from its run folder: settings, masks, accuracy, shares and every result."
@@ -355,7 +418,7 @@ class Study:
         "Draw one result in the paper's form (tables come back as DataFrames)."
         return plot_result(name, self.results, self.masks, top_m=self.settings['top_m'], focus=self.settings['focus'])
 
-# %% ../nbs/14_study.ipynb #c037
+# %% ../nbs/14_study.ipynb #c041
 @patch(cls_method=True)
 def load(cls:Study, run) -> Study:
     "The finished study in the run folder `run`, as it was written; nothing is recomputed."
@@ -366,11 +429,11 @@ def load(cls:Study, run) -> Study:
     st = rec['stages']
     shares = pd.concat([pd.read_csv(rf.path/f/'shares.csv', dtype={'epoch': str, 'id': str}).assign(variant=v)
                         for v, f in st['influence'].items()], ignore_index=True)
-    folders = [st[k] for k in ('full', 'sft', 'rsft', 'results')] + list(st['influence'].values()) + ([st['prune']] if st.get('prune') else [])
+    folders = [st[k] for k in ('full', 'sft', 'rsft', 'results')] + list(st['influence'].values()) + [st[k] for k in ('prune', 'groups', 'estimator') if st.get(k)]
     return cls(rf.path, rec['settings'], pd.read_csv(rf.path/'accuracy.csv', index_col=0, header=[0, 1]),
                load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders))
 
-# %% ../nbs/14_study.ipynb #c039
+# %% ../nbs/14_study.ipynb #c043
 def accuracy_frame(runs:dict) -> pd.DataFrame:
     "Test and dev accuracy per language of the three fine-tuning runs (RUN/accuracy.csv)."
     table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev') for how, r in runs.items()})
@@ -389,7 +452,7 @@ def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict
     write_json(run.path/'study.json', {'settings': settings, 'model': model, 'environment': environment(),
                                        'stages': {**{k: r.out_dir.name for k, r in runs.items()}, **stages}}, indent=1)
 
-# %% ../nbs/14_study.ipynb #c041
+# %% ../nbs/14_study.ipynb #c045
 def run_study(
     task:str='demo',            # xnli | xnli3 | pawsx | marc | demo | demo_single, or a task file (TOML/YAML, `modtrace.data.task_from_config`)
     langs:list[str]|None=None,  # the languages to study (at least 2, any the data has); default: the task's
@@ -408,11 +471,14 @@ def run_study(
     max_length:int=128,         # truncation length in tokens
     tracin_epochs:list[int]|None=None,  # checkpoints TracIn sums over (Eq. 2); default: the task's (every epoch)
     top_m:int=100,              # proponents and opponents kept per test example (Sec. 4.3)
-    norm:Literal['cos', 'dot', 'train']='cos',  # TracIn normalisation: cosine (Eq. 2), dot product, or training side only
+    norm:Literal['cos', 'dot', 'train', 'layer_cos']='cos',  # TracIn: cosine (Eq. 2), dot product, training side only, or the mean of per-layer cosines
     focus:str|None=None,        # Fig. 3's test language; default: the task's (pawsx: de)
     suboptimal:list[str]|None=None,  # Fig. 3's other masks; default: the languages whose masks are most and least similar
     compose:list[str]|None=None,     # Fig. 19's pairs written A+B (e.g. es+fr); default: the two most similar masks
     n_boot:int=1000,            # bootstrap resamples per confidence interval
+    layer_groups:bool=True,     # also score the full model within each group of layers (which layers carry the sharing)
+    check_estimator:int=20,     # test examples whose sketched influence is checked against exact gradients (0: no check)
+    check_train:int|None=None,  # training examples of that check; default: all of them
     threads:int=1,              # CPU threads per process: the numbers depend on it, so it is fixed (and recorded), not the machine's
     report:bool=True,           # also execute the analysis notebook and build the docs site
     progress:bool=True,         # progress bars
@@ -429,14 +495,16 @@ def run_study(
         runs, xi, rxi, pruned = fine_tune_all(run, d, o, log)
         focus_, sub, comp = study_choices(xi, o, d.spec, log)
         variants = study_variants(xi, rxi, focus_, sub, comp)
-        shares, used = trace(run, runs, d, variants, o, log)
+        shares, used, (te, tr) = trace(run, runs, d, variants, o, log)
+        groups, gstage = groups_stage(run, te, tr, o) if o.layer_groups and run.main else (None, None)   # (the main process reads them)
+        check, cstage = estimator_stage(run, runs['full'], d, te, tr, o, log) if o.check_estimator and run.main else (None, None)
         ctx = ResultInputs(shares, {k: runs[r].results['epochs'] for k, r in RUNS.items()}, xi, variants, focus_, comp,
-                           d.spec.relatedness(o.seed) if d.spec.relatedness else None, o.n_boot, o.seed, o.top_m)
-        if run.main: finish(run, d, o, runs, ctx, sub, {'prune': pruned, 'influence': used}, log)
+                           d.spec.relatedness(o.seed) if d.spec.relatedness else None, o.n_boot, o.seed, o.top_m, groups, check)
+        if run.main: finish(run, d, o, runs, ctx, sub, {'prune': pruned, 'influence': used, 'groups': gstage, 'estimator': cstage}, log)
         ps.wait_for_everyone()
     return Study.load(run.path)
 
-# %% ../nbs/14_study.ipynb #c043
+# %% ../nbs/14_study.ipynb #c047
 def fine_tune_all(run:RunFolder, d:StudyData, o:SimpleNamespace, log=print) -> tuple[dict, dict, dict, str|None]:
     "Stages 1-3: full fine-tuning, the subnetworks, SFT and random SFT; (runs, masks, random masks, pruning stage or None)."
     runs = {'full': finetune_stage(run, d, 'full', progress=o.progress, log=log)}
@@ -456,7 +524,7 @@ def finish(run:RunFolder, d:StudyData, o:SimpleNamespace, runs:dict, ctx:ResultI
     log_summary(run, res, log)
     if o.report: write_report(run.path, log)
 
-# %% ../nbs/14_study.ipynb #c044
+# %% ../nbs/14_study.ipynb #c048
 def study_choices(xi:dict, o:SimpleNamespace, spec, log=print) -> tuple[str, list, list]:
     "Fig. 3 and Fig. 19's languages: given, or chosen from the masks' similarity (`default_choices`)."
     f, sub, comp = default_choices(xi, o.focus or (spec.focus_lang if spec.focus_lang in xi else None))
@@ -476,7 +544,7 @@ def log_summary(run:RunFolder, res:dict, log=print):
         log(f"[{run.path.name}] planted relatedness vs measured influence:\n"
             f"{res['relatedness_vs_influence_stats'].to_string(index=False, float_format=lambda x: f'{x:.3g}')}")
 
-# %% ../nbs/14_study.ipynb #c046
+# %% ../nbs/14_study.ipynb #c050
 def _defaults() -> dict:
     return {k: p.default for k, p in inspect.signature(run_study).parameters.items() if k != 'log'}
 
@@ -503,7 +571,7 @@ def with_config(opts:dict) -> dict:
     doc, defaults = read_study_config(opts['config']), _defaults()
     return {**opts, 'task_table': doc.pop('task_table', None), **{k: v for k, v in doc.items() if opts[k] == defaults[k]}}
 
-# %% ../nbs/14_study.ipynb #c051
+# %% ../nbs/14_study.ipynb #c055
 def _toml_value(v) -> str:
     if isinstance(v, bool): return 'true' if v else 'false'
     if isinstance(v, (int, float)): return repr(v)
@@ -527,7 +595,7 @@ def write_study_config(run:RunFolder, settings:dict, o:SimpleNamespace) -> Path:
         src = Path(o.spec.source); atomic_write(run.path/f'task{src.suffix}', src.read_bytes()); keep['task'] = f'task{src.suffix}'
     return atomic_write(run.path/'study.toml', to_toml(keep))
 
-# %% ../nbs/14_study.ipynb #c054
+# %% ../nbs/14_study.ipynb #c058
 def _cli_type(anno):
     "(type, several values?, choices) of a parameter's annotation for argparse."
     args = [a for a in typing.get_args(anno) if a is not type(None)]
@@ -553,7 +621,7 @@ def cli_parser(
                            metavar=None if choices else name.upper(), help=help + (f" (default: {d.default})" if d.default is not None else ''))
     return p
 
-# %% ../nbs/14_study.ipynb #c056
+# %% ../nbs/14_study.ipynb #c060
 COMMANDS = {'study': run_study}
 
 def main(argv=None):

@@ -56,6 +56,14 @@ def test_study_writes_every_result_on_the_real_samples(reference):
     assert st.settings['focus'] == 'de' and len(st.settings['suboptimal']) >= 1 and st.settings['tracin_epochs'] == [1, 2]
     shares = pd.concat(pd.read_csv(f) for f in run.glob('influence-*/shares.csv'))
     assert set(shares.epoch.astype(str)) == {'sum', '1', '2'} and set(shares.which) == {'pos', 'neg'}
+    check = pd.read_csv(run/'figures'/'estimator_check.csv', dtype={'checkpoint': str})    # sketched against exact influence
+    assert list(check.checkpoint) == ['1', '2', 'sum', '2', '2'] and sorted(set(check.d)) == [64, 256, 1024]
+    assert check.overlap_pos.between(0, 1).all() and (check.n_test == 20).all()
+    assert (run/'figures'/'fig10_groups_positive.png').exists()                          # which layers carry the sharing
+    groups = set(pd.read_csv(run/'figures'/'fig10_groups_positive.csv').group)
+    assert 'head' in groups and groups <= {'embeddings', 'lower', 'middle', 'upper', 'head'} and len(groups) >= 3, groups  # 2 layers: lower, middle
+    health = pd.read_csv(run/'figures'/'model_health.csv')
+    assert {'model', 'test_lang', 'accuracy', 'majority', 'top_prediction', 'warning'} <= set(health.columns)
 
 def test_same_inputs_reuse_every_stage_and_new_masks_rerun_only_what_depends_on_them(reference, tiny_folder, shared_data, tmp_path):
     run_study(**kw(tiny_folder, shared_data, tmp_path))                              # its own run: the reference stays as it is
