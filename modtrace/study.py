@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_study.ipynb #c002
 from __future__ import annotations
-import argparse, difflib, inspect, json, math, sys, time, types, typing
+import argparse, difflib, inspect, json, math, shutil, sys, time, types, typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,10 +32,10 @@ from .report import check_report, report as write_report
 # %% auto #0
 __all__ = ['PAPER_SIZES', 'SKETCH', 'EXACT_BUDGET', 'CHECK_D', 'COMMANDS', 'OptionError', 'check_options', 'study_splits',
            'data_fingerprint', 'StudyData', 'processes', 'prepare', 'tracin_checkpoints', 'check_against_data',
-           'finetune_stage', 'study_masks', 'prune_stage', 'subnetworks_stage', 'sketch_stage', 'influence_stage',
-           'trace', 'groups_stage', 'estimator_stage', 'results_stage', 'Study', 'accuracy_frame', 'environment',
-           'record_study', 'run_study', 'fine_tune_all', 'finish', 'study_choices', 'log_summary', 'read_study_config',
-           'with_config', 'to_toml', 'write_study_config', 'cli_parser', 'main']
+           'disk_plan', 'check_disk', 'finetune_stage', 'study_masks', 'prune_stage', 'subnetworks_stage',
+           'sketch_stage', 'influence_stage', 'trace', 'groups_stage', 'estimator_stage', 'results_stage', 'Study',
+           'accuracy_frame', 'environment', 'record_study', 'run_study', 'fine_tune_all', 'finish', 'study_choices',
+           'log_summary', 'read_study_config', 'with_config', 'to_toml', 'write_study_config', 'cli_parser', 'main']
 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
@@ -198,6 +198,33 @@ def check_against_data(o:SimpleNamespace, d:StudyData):
         except ValueError as e: raise OptionError('masks', "{opt}: %s" % e) from None
 
 # %% ../nbs/14_study.ipynb #c022
+def _gb(b:float) -> str: return f"{b / 1e9:.2f} GB"
+
+def disk_plan(d:StudyData, o:SimpleNamespace) -> dict:
+    "Bytes the study's checkpoints and sketch stores will take (each distinct store once): {'checkpoints', 'stores', 'total'}."
+    params = sum(p.numel() * p.element_size() for p in d.arch.parameters())
+    ckpts = 3 * d.hp['epochs'] * params + 2 * params                      # 3 runs x epochs, + one resumable optimizer state
+    sk = Sketcher(d.arch, d=SKETCH['d'], layers=SKETCH['layers'], seed=SKETCH['seed'])
+    row = sk.dim * np.dtype(SKETCH['dtype']).itemsize * len(d.tracin_epochs)   # one example, every TracIn checkpoint
+    L, n_test = len(d.langs), pd.Series(d.splits['test']['lang']).value_counts()
+    pairs, sub = len(o.compose) if o.compose else 1, len(o.suboptimal) if o.suboptimal else 2
+    focus = n_test.max()                                                   # Fig. 3's test language (the largest, to be safe)
+    train_stores = 1 + L + 3 + L + 2 * pairs + L                           # full, full/ℓ, random, sft/ℓ, sft ∩ ∪, rsft/ℓ
+    test_rows = n_test.sum() + 3 * n_test.sum() + (3 + sub) * focus + 2 * pairs * 2 * focus   # every variant's test languages
+    stores = row * (train_stores * len(d.splits['train']) + test_rows)
+    return {'checkpoints': ckpts, 'stores': stores, 'total': ckpts + stores}
+
+def check_disk(run:RunFolder, plan:dict, log=print):
+    "Say what the study will write, and stop (one `RunError`) if the disk's free space is short."
+    have = sum(f.stat().st_size for f in run.path.rglob('*') if f.is_file())
+    more, free = max(0, plan['total'] - have), shutil.disk_usage(run.path).free
+    log(f"[{run.path.name}] disk: checkpoints {_gb(plan['checkpoints'])}, sketch stores {_gb(plan['stores'])}; "
+        f"already in the run folder {_gb(have)}; free {_gb(free)}")
+    if more > free:
+        raise RunError(f"The study needs {_gb(more)} more on the disk of {run.path}, which has {_gb(free)} free: free some space, "
+                       "choose another --out, lower --scale, or sketch fewer layers.")
+
+# %% ../nbs/14_study.ipynb #c025
 def finetune_stage(run:RunFolder, d:StudyData, name:str, masks:dict|None=None, progress:bool=True, log=print):
     "Full fine-tuning (`masks` None) or SFT through `masks`, from the pretrained model: stage `name`, resumable."
     out = run.stage(name, **d.hp, **({'masks': masks} if masks is not None else {}))
@@ -219,7 +246,7 @@ def study_masks(
     n = max(1, round(keep * shape[0] * shape[1]))
     return {l: random_mask(*shape, n, seed=seed + i) for i, l in enumerate(langs)}
 
-# %% ../nbs/14_study.ipynb #c024
+# %% ../nbs/14_study.ipynb #c027
 def prune_stage(run:RunFolder, d:StudyData, full, log=print) -> tuple[dict[str, torch.Tensor], str]:
     "Per-language masks by iterative pruning (Eq. 1) of the fully fine-tuned model, once per fine-tuned model; (masks, stage)."
     out, ps = run.stage('prune', **d.hp), d.ps or processes()
@@ -248,7 +275,7 @@ def subnetworks_stage(run:RunFolder, d:StudyData, full, o:SimpleNamespace, log=p
     if run.main: save_masks(run.path/'masks.json', xi, model=d.path, source=source)
     return xi, stage
 
-# %% ../nbs/14_study.ipynb #c026
+# %% ../nbs/14_study.ipynb #c029
 SKETCH = dict(d=256, seed=0, dtype='float16', layers=None)  # the study's sketch settings (SPEC section 5)
 
 def _key(ds) -> list: return [f"{l}/{i}" for l, i in zip(ds['lang'], ds['id'])]
@@ -276,7 +303,7 @@ def sketch_stage(
     run.done(out, 'sketch', n=len(ds), epochs=epochs)
     return stores
 
-# %% ../nbs/14_study.ipynb #c029
+# %% ../nbs/14_study.ipynb #c032
 def influence_stage(
     run:RunFolder,            # the run folder
     test:list, train:list,    # stores per checkpoint (`sketch_stage`), same checkpoints
@@ -302,7 +329,7 @@ def influence_stage(
     atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'influence', m=m, norm=norm)
     return read()
 
-# %% ../nbs/14_study.ipynb #c032
+# %% ../nbs/14_study.ipynb #c035
 def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespace, log=print) -> tuple[pd.DataFrame, dict, tuple]:
     "Stages 4-5: sketch every variant at the TracIn checkpoints and score it; (all shares, {variant: influence stage}, the full model's stores)."
     train, test, ps, got, t0 = d.splits['train'], d.splits['test'], d.ps or processes(), {}, time.time()
@@ -320,7 +347,7 @@ def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespac
     return (pd.concat([df.assign(variant=k) for k, (df, _) in got.items()], ignore_index=True), {k: name for k, (_, name) in got.items()},
             full_stores)
 
-# %% ../nbs/14_study.ipynb #c034
+# %% ../nbs/14_study.ipynb #c037
 def groups_stage(run:RunFolder, te:list, tr:list, o:SimpleNamespace) -> tuple[pd.DataFrame, str]:
     "The full model's training-language shares within each layer group, summed over checkpoints; (shares, stage)."
     out = run.stage('groups', test=te[0].path.parent.name, train=tr[0].path.parent.name, m=o.top_m, norm=o.norm)
@@ -331,7 +358,7 @@ def groups_stage(run:RunFolder, te:list, tr:list, o:SimpleNamespace) -> tuple[pd
         atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'groups')
     return pd.read_csv(f, dtype={'id': str}), out.name
 
-# %% ../nbs/14_study.ipynb #c035
+# %% ../nbs/14_study.ipynb #c038
 EXACT_BUDGET = 2e9    # bytes the estimator check may hold in exact test gradients (float64)
 CHECK_D = (64, 1024)  # the sketch sizes tried besides the study's, for `d_for_overlap`
 
@@ -353,7 +380,7 @@ def estimator_stage(run:RunFolder, ft, d:StudyData, te:list, tr:list, o:SimpleNa
         atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'estimator', n_test=len(rows), n_train=len(trows))
     return pd.read_csv(f, dtype={'checkpoint': str}), out.name
 
-# %% ../nbs/14_study.ipynb #c036
+# %% ../nbs/14_study.ipynb #c039
 def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     "The check's table: a row per checkpoint and the sum at the study's d, rows at the other sketch sizes, the d for 0.9."
     test_ds, train_ds, names = d.splits['test'].select(rows), d.splits['train'].select(trows), te[0].header['layers']
@@ -373,7 +400,7 @@ def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     last = df[df.checkpoint == str(d.tracin_epochs[-1])]
     return df.assign(d_for_overlap_90=d_for_overlap(last['d'].tolist(), last['overlap_pos'].tolist()))
 
-# %% ../nbs/14_study.ipynb #c038
+# %% ../nbs/14_study.ipynb #c041
 def _hash_frame(df:pd.DataFrame) -> str:
     import hashlib
     return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()
@@ -397,7 +424,7 @@ def results_stage(run:RunFolder, ctx:ResultInputs) -> tuple[dict, str]:
         atomic_write(stamp, out.name)
     return res, out.name
 
-# %% ../nbs/14_study.ipynb #c040
+# %% ../nbs/14_study.ipynb #c043
 @dataclass
 class Study:
     "A finished study, read from its run folder: settings, masks, accuracy, shares and every result."
@@ -418,7 +445,7 @@ class Study:
         "Draw one result in the paper's form (tables come back as DataFrames)."
         return plot_result(name, self.results, self.masks, top_m=self.settings['top_m'], focus=self.settings['focus'])
 
-# %% ../nbs/14_study.ipynb #c041
+# %% ../nbs/14_study.ipynb #c044
 @patch(cls_method=True)
 def load(cls:Study, run) -> Study:
     "The finished study in the run folder `run`, as it was written; nothing is recomputed."
@@ -433,7 +460,7 @@ def load(cls:Study, run) -> Study:
     return cls(rf.path, rec['settings'], pd.read_csv(rf.path/'accuracy.csv', index_col=0, header=[0, 1]),
                load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders))
 
-# %% ../nbs/14_study.ipynb #c043
+# %% ../nbs/14_study.ipynb #c046
 def accuracy_frame(runs:dict) -> pd.DataFrame:
     "Test and dev accuracy per language of the three fine-tuning runs (RUN/accuracy.csv)."
     table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev') for how, r in runs.items()})
@@ -452,7 +479,7 @@ def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict
     write_json(run.path/'study.json', {'settings': settings, 'model': model, 'environment': environment(),
                                        'stages': {**{k: r.out_dir.name for k, r in runs.items()}, **stages}}, indent=1)
 
-# %% ../nbs/14_study.ipynb #c045
+# %% ../nbs/14_study.ipynb #c048
 def run_study(
     task:str='demo',            # xnli | xnli3 | pawsx | marc | demo | demo_single, or a task file (TOML/YAML, `modtrace.data.task_from_config`)
     langs:list[str]|None=None,  # the languages to study (at least 2, any the data has); default: the task's
@@ -492,6 +519,7 @@ def run_study(
     with torch_threads(o.threads), run.lock():
         ps.wait_for_everyone()                                           # the main process holds the lock for all of them
         with ps.main_process_first(): d = prepare(o, log, ps)            # shared caches (the demo's model) built once
+        if run.main: check_disk(run, disk_plan(d, o), log)
         runs, xi, rxi, pruned = fine_tune_all(run, d, o, log)
         focus_, sub, comp = study_choices(xi, o, d.spec, log)
         variants = study_variants(xi, rxi, focus_, sub, comp)
@@ -504,7 +532,7 @@ def run_study(
         ps.wait_for_everyone()
     return Study.load(run.path)
 
-# %% ../nbs/14_study.ipynb #c047
+# %% ../nbs/14_study.ipynb #c050
 def fine_tune_all(run:RunFolder, d:StudyData, o:SimpleNamespace, log=print) -> tuple[dict, dict, dict, str|None]:
     "Stages 1-3: full fine-tuning, the subnetworks, SFT and random SFT; (runs, masks, random masks, pruning stage or None)."
     runs = {'full': finetune_stage(run, d, 'full', progress=o.progress, log=log)}
@@ -524,7 +552,7 @@ def finish(run:RunFolder, d:StudyData, o:SimpleNamespace, runs:dict, ctx:ResultI
     log_summary(run, res, log)
     if o.report: write_report(run.path, log)
 
-# %% ../nbs/14_study.ipynb #c048
+# %% ../nbs/14_study.ipynb #c051
 def study_choices(xi:dict, o:SimpleNamespace, spec, log=print) -> tuple[str, list, list]:
     "Fig. 3 and Fig. 19's languages: given, or chosen from the masks' similarity (`default_choices`)."
     f, sub, comp = default_choices(xi, o.focus or (spec.focus_lang if spec.focus_lang in xi else None))
@@ -544,7 +572,7 @@ def log_summary(run:RunFolder, res:dict, log=print):
         log(f"[{run.path.name}] planted relatedness vs measured influence:\n"
             f"{res['relatedness_vs_influence_stats'].to_string(index=False, float_format=lambda x: f'{x:.3g}')}")
 
-# %% ../nbs/14_study.ipynb #c050
+# %% ../nbs/14_study.ipynb #c053
 def _defaults() -> dict:
     return {k: p.default for k, p in inspect.signature(run_study).parameters.items() if k != 'log'}
 
@@ -571,7 +599,7 @@ def with_config(opts:dict) -> dict:
     doc, defaults = read_study_config(opts['config']), _defaults()
     return {**opts, 'task_table': doc.pop('task_table', None), **{k: v for k, v in doc.items() if opts[k] == defaults[k]}}
 
-# %% ../nbs/14_study.ipynb #c055
+# %% ../nbs/14_study.ipynb #c058
 def _toml_value(v) -> str:
     if isinstance(v, bool): return 'true' if v else 'false'
     if isinstance(v, (int, float)): return repr(v)
@@ -595,7 +623,7 @@ def write_study_config(run:RunFolder, settings:dict, o:SimpleNamespace) -> Path:
         src = Path(o.spec.source); atomic_write(run.path/f'task{src.suffix}', src.read_bytes()); keep['task'] = f'task{src.suffix}'
     return atomic_write(run.path/'study.toml', to_toml(keep))
 
-# %% ../nbs/14_study.ipynb #c058
+# %% ../nbs/14_study.ipynb #c061
 def _cli_type(anno):
     "(type, several values?, choices) of a parameter's annotation for argparse."
     args = [a for a in typing.get_args(anno) if a is not type(None)]
@@ -621,7 +649,7 @@ def cli_parser(
                            metavar=None if choices else name.upper(), help=help + (f" (default: {d.default})" if d.default is not None else ''))
     return p
 
-# %% ../nbs/14_study.ipynb #c060
+# %% ../nbs/14_study.ipynb #c063
 COMMANDS = {'study': run_study}
 
 def main(argv=None):
