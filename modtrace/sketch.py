@@ -14,8 +14,8 @@ from .model import cross_entropy, head_gate
 from .finetune import example_loader, example_masks, languages, model_inputs, split_masks
 
 # %% auto #0
-__all__ = ['SketchError', 'check_d', 'select_linears', 'projection', 'KroneckerProjector', 'ExactProjector', 'check_untied',
-           'Sketcher', 'explicit_grads', 'sketch_of', 'iter_sketches']
+__all__ = ['PRECISIONS', 'SketchError', 'check_d', 'select_linears', 'projection', 'KroneckerProjector', 'ExactProjector',
+           'check_untied', 'Sketcher', 'explicit_grads', 'sketch_of', 'iter_sketches']
 
 # %% ../nbs/06_sketch.ipynb #c005
 class SketchError(ValueError):
@@ -98,6 +98,8 @@ def check_untied(
                                     f"that module's use, which the hooks on {n!r} do not see. Leave it out (layers=...) or untie them.")
 
 # %% ../nbs/06_sketch.ipynb #c022
+PRECISIONS = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}   # autocast's dtypes
+
 class Sketcher:
     "Hooks that turn one batched forward + activation-only backward into per-example gradient sketches."
     def __init__(self,
@@ -108,8 +110,10 @@ class Sketcher:
                  exact:bool=False,     # no projection: full per-example weight gradients (small models only)
                  projector=None,       # a projector (`KroneckerProjector`, `ExactProjector`, ...); default from d, seed, exact
                  loss_fn=cross_entropy,  # each example's L, `(logits, labels, reduction) -> loss`
+                 precision:str='float32',  # the model's forward and backward: 'float32' | 'bfloat16' | 'float16' (autocast)
                 ):
-        self.model, self.loss_fn = model, loss_fn
+        if precision not in PRECISIONS: raise SketchError(f"precision must be one of {list(PRECISIONS)}, not {precision!r}.")
+        self.model, self.loss_fn, self.precision = model, loss_fn, precision
         self.projector = projector or (ExactProjector() if exact else KroneckerProjector(d, seed))
         desc = self.projector.describe()
         self.d, self.seed, self.exact = desc['d'], desc['seed'], desc['exact']
@@ -146,7 +150,7 @@ def _forward_hook(self:Sketcher, name):
         if x.dim() == 2: x = x[:, None]                                   # (B, n) -> (B, 1, n): the classifier head
         m = self._mask
         if m is not None and x.shape[:2] == m.shape: x = x * m[..., None]  # padding tokens contribute nothing
-        a = self.projector.project_in(name, x, l.out_features, l.in_features)   # (B, T, k) or (B, T, n)
+        with self._float32(x): a = self.projector.project_in(name, x, l.out_features, l.in_features)   # (B, T, k) or (B, T, n)
         out.register_hook(self._grad_hook(name, a))
     return hook
 
@@ -155,7 +159,7 @@ def _one_example_hook(self:Sketcher, name, x, out):
     "One example alone: every row of the call is its own; an output not depending on the tokens becomes a backward leaf."
     l = self.linears[name]
     x = x.float().reshape(1, -1, l.in_features)                          # (1, rows, n), whatever the call's layout
-    a = self.projector.project_in(name, x, l.out_features, l.in_features)   # (1, rows, k) or (1, rows, n)
+    with self._float32(x): a = self.projector.project_in(name, x, l.out_features, l.in_features)   # (1, rows, k) or (1, rows, n)
     if not out.requires_grad:                                            # e.g. DeBERTa's relative embeddings
         out = out.detach().requires_grad_(True); self._leaves.append(out)
     out.register_hook(self._grad_hook(name, a, rows=True))
@@ -169,10 +173,16 @@ def _grad_hook(self:Sketcher, name, a, rows:bool=False):
         g = g.float()
         if rows: g = g.reshape(1, -1, l.out_features)                    # one example: (1, rows, m)
         elif g.dim() == 2: g = g[:, None]                                 # (B, m) -> (B, 1, m)
-        b = self.projector.project_out(name, g, l.out_features, l.in_features)  # (B, T, k) or (B, T, m)
-        s = torch.einsum('btk,btj->bkj', b, a).flatten(1)                 # (B, k*k) or (B, m*n)
+        with self._float32(g):
+            b = self.projector.project_out(name, g, l.out_features, l.in_features)  # (B, T, k) or (B, T, m)
+            s = torch.einsum('btk,btj->bkj', b, a).flatten(1)             # (B, k*k) or (B, m*n)
         self._acc[name] = self._acc[name] + s if name in self._acc else s
     return hook
+
+@patch
+def _float32(self:Sketcher, x):
+    "The hooks' arithmetic in float32 when the model runs in mixed precision (nothing to switch off otherwise)."
+    return torch.autocast(x.device.type, enabled=False) if self.precision != 'float32' else nullcontext()
 
 @patch
 def _anchor_hook(self:Sketcher, module, args, out):
@@ -219,8 +229,10 @@ def _pass(self:Sketcher, inputs, labels, xi, each:bool=False) -> tuple[torch.Ten
     self._mask, self._acc, self._each, self._leaves, self._called, self._anchor = (
         inputs['attention_mask'].float(), {}, each, [], set(), None)
     gate = head_gate(self.model, xi) if xi is not None else nullcontext()
+    dev_type = inputs['input_ids'].device.type
+    amp = torch.autocast(dev_type, dtype=PRECISIONS[self.precision]) if self.precision != 'float32' else nullcontext()
     try:
-        with torch.enable_grad(), gate:
+        with torch.enable_grad(), gate, amp:                               # hooks project in float32 whatever the precision
             logits = self.model(**inputs).logits                           # (B, classes)
             loss = self.loss_fn(logits.float(), labels, reduction='sum')   # Σ_b L(z_b): row b's gradient is its own
             self._check_reached()
@@ -297,7 +309,7 @@ def sketch_of(
         out.append(P.project_in(n, left, m_, n_).flatten(1))                    # G1 g G2ᵀ: (B, k*k)
     return torch.cat(out, 1)
 
-# %% ../nbs/06_sketch.ipynb #c043
+# %% ../nbs/06_sketch.ipynb #c045
 def iter_sketches(
     sketcher:Sketcher,        # entered (`with`) sketcher
     ds,                       # tokenized dataset with lang, label, input_ids

@@ -44,7 +44,7 @@ def checkpoint_info(
             'epoch': st.get('epoch'), 'lr': st.get('lr')}
 
 # %% ../nbs/07_store.ipynb #c007
-AGREE = ('model', 'd', 'seed', 'exact', 'layers', 'sizes')
+AGREE = ('model', 'd', 'seed', 'exact', 'layers', 'sizes', 'precision')
 
 def check_compatible(
     a:dict, b:dict,            # two store headers
@@ -129,6 +129,7 @@ def _header(sk:Sketcher, model, ds, checkpoint, model_name, xi, dtype, root=None
          'layers': sk.names, 'sizes': [sk.sizes[n] for n in sk.names], 'd': sk.d, 'seed': sk.seed, 'exact': sk.exact,
          'dtype': store_dtype(dtype, sk.exact), 'n': len(ds), 'dim': sk.dim, 'ids': ids}
     if sk.loss_fn is not cross_entropy: h['loss'] = f"{sk.loss_fn.__module__}.{getattr(sk.loss_fn, '__qualname__', repr(sk.loss_fn))}"
+    if sk.precision != 'float32': h['precision'] = sk.precision      # (float32 stores keep the headers they always had)
     return h
 
 def _resume(path:Path, header:dict):
@@ -172,6 +173,7 @@ def build_store(
     projector=None,            # the `Sketcher`'s projector (default: `KroneckerProjector(d, seed)`)
     loss_fn=cross_entropy,     # each example's L (recorded in the header when it is not the default)
     root=None,                 # record the checkpoint's path relative to this folder (a study's run folder)
+    precision:str='float32',   # the forward and backward passes: 'float32' | 'bfloat16' | 'float16' (`Sketcher`)
     batch_size:int=32,
     chunk_size:int=512,        # rows per atomic chunk
     progress:bool=True,        # tqdm bar
@@ -179,7 +181,7 @@ def build_store(
 ) -> SketchStore|None:
     "Sketch `ds` into the store at `path`, resuming a partial one; returns the opened complete store."
     # (over 40 lines only by its 16 documented options; the body is the chunk loop and its three ordered writes)
-    path, sk = Path(path), Sketcher(model, d, layers, seed, exact, projector=projector, loss_fn=loss_fn)
+    path, sk = Path(path), Sketcher(model, d, layers, seed, exact, projector=projector, loss_fn=loss_fn, precision=precision)
     header = _header(sk, model, ds, checkpoint, model_name, xi, dtype, root)
     if (path/'complete.json').exists():
         st = SketchStore(path)

@@ -62,6 +62,7 @@ def check_options(o:SimpleNamespace) -> SimpleNamespace:
         _need(_is_int(getattr(o, k)) and getattr(o, k) >= low, k, "{opt} must be an integer >= %d, not %r." % (low, getattr(o, k)))
     _need(o.tracin_epochs is None or (len(o.tracin_epochs) > 0 and all(_is_int(e) and e >= 1 for e in o.tracin_epochs)),
           'tracin_epochs', "{opt} must be epoch numbers >= 1, not %r." % (o.tracin_epochs,))
+    _need(o.precision in ('float32', 'bfloat16', 'float16'), 'precision', "{opt} must be float32, bfloat16 or float16, not %r." % (o.precision,))
     _need(o.norm in ('cos', 'dot', 'train', 'layer_cos'), 'norm', "{opt} must be one of cos, dot, train, layer_cos, not %r." % (o.norm,))
     _need(_is_int(o.check_estimator) and o.check_estimator >= 0, 'check_estimator', "{opt} must be an integer >= 0 (0: no check), not %r." % (o.check_estimator,))
     _need(o.check_train is None or (_is_int(o.check_train) and o.check_train >= 2 * o.top_m), 'check_train',
@@ -336,8 +337,9 @@ def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespac
     log(f"[{d.hp['task']}] TracIn over checkpoints {d.tracin_epochs}: {len(variants)} variants, top-m = {o.top_m}")
     for i, v in enumerate(variants):
         rows = [j for j, l in enumerate(test['lang']) if l in v.test]
-        tr = sketch_stage(run, runs[v.run], d.arch, train, v.xi, d.tracin_epochs, o.progress, log, ps)
-        te = sketch_stage(run, runs[v.run], d.arch, test.select(rows), v.xi, d.tracin_epochs, o.progress, log, ps)
+        pr = {} if o.precision == 'float32' else {'precision': o.precision}   # (float32: the stage keys it always had)
+        tr = sketch_stage(run, runs[v.run], d.arch, train, v.xi, d.tracin_epochs, o.progress, log, ps, **pr)
+        te = sketch_stage(run, runs[v.run], d.arch, test.select(rows), v.xi, d.tracin_epochs, o.progress, log, ps, **pr)
         if i % ps.num_processes == ps.process_index: got[v.name] = influence_stage(run, te, tr, o.top_m, o.norm)  # its share of the variants
         else: got[v.name] = (te, tr)
         log(f"[{d.hp['task']}] influence {i + 1}/{len(variants)} {v.name} ({time.time() - t0:.0f} s)")
@@ -503,6 +505,7 @@ def run_study(
     suboptimal:list[str]|None=None,  # Fig. 3's other masks; default: the languages whose masks are most and least similar
     compose:list[str]|None=None,     # Fig. 19's pairs written A+B (e.g. es+fr); default: the two most similar masks
     n_boot:int=1000,            # bootstrap resamples per confidence interval
+    precision:Literal['float32', 'bfloat16', 'float16']='float32',  # sketching's forward and backward passes (autocast; a GPU's speed-up)
     layer_groups:bool=True,     # also score the full model within each group of layers (which layers carry the sharing)
     check_estimator:int=20,     # test examples whose sketched influence is checked against exact gradients (0: no check)
     check_train:int|None=None,  # training examples of that check; default: all of them
