@@ -553,7 +553,9 @@ def finish(run:RunFolder, d:StudyData, o:SimpleNamespace, runs:dict, ctx:ResultI
     record_study(run, settings, d.path, stages, runs)
     write_study_config(run, settings, o)
     log_summary(run, res, log)
-    if o.report: write_report(run.path, log)
+    done = [('figures and tables', run.path/'figures')]
+    if o.report: done = [('executed notebook', write_report(run.path, log)[0]), *done, ('docs site', run.path/'docs'/'index.html')]
+    log(f"[{run.path.name}] done.\n" + '\n'.join(f"  {k}: {v}" for k, v in done))
 
 # %% ../nbs/14_study.ipynb #c051
 def study_choices(xi:dict, o:SimpleNamespace, spec, log=print) -> tuple[str, list, list]:

@@ -49,12 +49,15 @@ def test_executed_notebook_shows_every_section_without_errors(demo_run):
     heads = [l for c in nb.cells if c.cell_type == 'markdown' for l in c.source.splitlines() if l.startswith('## ')]
     assert any('Fig. 10' in h for h in heads) and any('Fig. 19' in h for h in heads)
 
+from conftest import ROOT
+from modtrace.docs import site_pages
 from test_docs import browser, _check_page  # noqa: F401  the browser fixture: headless Chromium (Selenium)
 
 def test_docs_site_shows_the_executed_analysis_in_chromium(demo_run, browser):  # noqa: F811  the fixture imported above
     run, _ = demo_run
     base = (run/'docs').as_uri() + '/'
-    links = _check_page(browser, base + 'index.html', 'modtrace')               # the index, with the study's thumbnail
+    n = len(site_pages(ROOT/'nbs', {'study': run/'notebooks'/'study.ipynb'}))    # the sidebar: every page, the analysis in its place
+    links = _check_page(browser, base + 'index.html', 'modtrace', n)            # the index, with the study's thumbnail
     assert 'study.html' in links
-    _check_page(browser, base + 'study.html', 'The study, task by task')        # the executed analysis and its figures
+    _check_page(browser, base + 'study.html', 'The study, task by task', n)     # the executed analysis and its figures
     assert browser.execute_script("return document.images.length") >= 15
