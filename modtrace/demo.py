@@ -362,7 +362,7 @@ register_task(TaskSpec('demo_single', DEMO_LANGS, ('text',), 'label', (0, 1), DE
                        make_data=demo_data, default_model=demo_model, tracin_epochs=DEMO_TRACIN_EPOCHS,
                        relatedness=planted_relatedness));
 
-# %% ../nbs/03_demo.ipynb #c062
+# %% ../nbs/03_demo.ipynb #c063
 MIN_BPE_VOCAB = len(SPECIAL_TOKENS) + 256   # the special tokens and the 256 bytes: every text is representable
 
 def train_bpe_tokenizer(
@@ -381,7 +381,7 @@ def train_bpe_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
     return _hf_tokenizer(tok, max_length)
 
-# %% ../nbs/03_demo.ipynb #c068
+# %% ../nbs/03_demo.ipynb #c069
 LOCAL_VERSION = 1  # bump when the build changes: old caches are then simply not found
 LOCAL_DEFAULTS = dict(layers=2, heads=4, hidden=64, vocab_size=2000, kv_heads=None, pretrain_epochs=0, max_length=128,
                       batch_size=32, lr=1e-3)
@@ -420,7 +420,7 @@ def _check_reloaded_tokenizer(folder:Path, tok, sample:list, mt:str):
                          f"a {type(back).__name__} of its own): pick another model type of the family, e.g. 'llama' "
                          "with kv_heads for a Qwen2 layout.")
 
-# %% ../nbs/03_demo.ipynb #c069
+# %% ../nbs/03_demo.ipynb #c070
 def local_model(
     family:str,              # a family ('xlmr', 'bert', 'distilbert', 'deberta-v2', 'llama', 'gpt-neox', 'bloom') or model type
     texts,                   # the task's own texts (str, or (text, text_pair)): the tokenizer's and the pretraining's data
@@ -454,7 +454,7 @@ def local_model(
             n_texts=len(texts), texts_sha256=texts_sha, pretraining=how, loss=losses, seconds=round(time.time() - t0, 2)), indent=1))
     return atomic_build(cache_dir()/name, build, 'model')
 
-# %% ../nbs/03_demo.ipynb #c079
+# %% ../nbs/03_demo.ipynb #c080
 def local_model_spec(
     model:str,  # a --model value: 'local:FAMILY' or 'local:FAMILY:key=value,...'; anything else is a hub name or folder
 ) -> dict|None:
