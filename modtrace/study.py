@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_study.ipynb #c002
 from __future__ import annotations
-import argparse, difflib, inspect, json, math, shutil, sys, time, types, typing
+import argparse, difflib, inspect, json, math, re, shutil, sys, time, types, typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +22,7 @@ from .demo import local_model, local_model_spec
 from .subnetworks import find_subnetworks, heads_disabled, load_subnetworks, mask_intersection, save_subnetworks
 from .store import sketch_checkpoints
 from .influence import RowsView, agreement, d_for_overlap, exact_scores, influence, influence_groups
-from .sketch import Sketcher, iter_sketches
+from .sketch import SketchError, Sketcher, iter_sketches, select_linears
 import numpy as np
 from .aggregate import example_shares
 from .run import RunError, RunFolder, fingerprint
@@ -33,9 +33,10 @@ from .report import check_report, report as write_report
 __all__ = ['PAPER_SIZES', 'SKETCH', 'EXACT_BUDGET', 'CHECK_D', 'COMMANDS', 'OptionError', 'check_options', 'study_splits',
            'data_fingerprint', 'StudyData', 'processes', 'prepare', 'tracin_checkpoints', 'check_against_data',
            'disk_plan', 'check_disk', 'finetune_stage', 'study_masks', 'prune_stage', 'subnetworks_stage',
-           'sketch_stage', 'influence_stage', 'trace', 'groups_stage', 'estimator_stage', 'results_stage', 'Study',
-           'accuracy_frame', 'environment', 'record_study', 'run_study', 'fine_tune_all', 'finish', 'study_choices',
-           'log_summary', 'read_study_config', 'with_config', 'to_toml', 'write_study_config', 'cli_parser', 'main']
+           'sketch_folder', 'sketch_stage', 'influence_stage', 'scored', 'sketch_options', 'trace', 'unused_after',
+           'drop_stores', 'groups_stage', 'estimator_stage', 'results_stage', 'Study', 'accuracy_frame', 'environment',
+           'record_study', 'run_study', 'fine_tune_all', 'finish', 'study_choices', 'log_summary', 'read_study_config',
+           'with_config', 'to_toml', 'write_study_config', 'cli_parser', 'main']
 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
@@ -50,6 +51,10 @@ def _need(ok:bool, option:str, message:str):
     if not ok: raise OptionError(option, message)
 
 def _is_int(x) -> bool: return isinstance(x, int) and not isinstance(x, bool)
+
+def _is_regex(p) -> bool:
+    try: return isinstance(p, str) and bool(p) and re.compile(p) is not None
+    except re.error: return False
 
 def check_options(o:SimpleNamespace) -> SimpleNamespace:
     "The study's numbers and names that need no data: one `OptionError` each, before anything runs."
@@ -67,6 +72,9 @@ def check_options(o:SimpleNamespace) -> SimpleNamespace:
     _need(_is_int(o.check_estimator) and o.check_estimator >= 0, 'check_estimator', "{opt} must be an integer >= 0 (0: no check), not %r." % (o.check_estimator,))
     _need(o.check_train is None or (_is_int(o.check_train) and o.check_train >= 2 * o.top_m), 'check_train',
           "{opt} must be at least 2 x top-m (%d) training examples, not %r." % (2 * o.top_m, o.check_train))
+    if isinstance(o.sketch_layers, str): o.sketch_layers = [o.sketch_layers]
+    _need(o.sketch_layers is None or (len(o.sketch_layers) > 0 and all(map(_is_regex, o.sketch_layers))), 'sketch_layers',
+          "{opt} must be regular expressions matched against module names (e.g. 'attention' 'classifier'), not %r." % (o.sketch_layers,))
     _need(o.data is None or Path(o.data).is_dir(), 'data', "{opt} %s is not a folder." % (o.data,))
     _need(o.masks in (None, 'random') or Path(o.masks).is_file(), 'masks', "{opt} must be 'random' or a mask file; %s does not exist." % (o.masks,))
     o.compose = [_pair(p) for p in o.compose] if o.compose else None
@@ -188,7 +196,7 @@ def tracin_checkpoints(epochs, n:int) -> list[int]:
     return ep
 
 def check_against_data(o:SimpleNamespace, d:StudyData):
-    "The options that need the data or the model: languages named, top-m, the mask file."
+    "The options that need the data or the model: languages named, top-m, the mask file, the layers to sketch."
     named = [x for x in [o.focus, *(o.suboptimal or []), *(l for p in o.compose or [] for l in p)] if x is not None]
     _need(not (unknown := [l for l in named if l not in d.langs]), 'focus' if o.focus in unknown else 'suboptimal' if set(unknown) & set(o.suboptimal or []) else 'compose',
           "{opt} names language(s) %s the task's data does not have; it has %s." % (unknown, d.langs))
@@ -197,6 +205,8 @@ def check_against_data(o:SimpleNamespace, d:StudyData):
     if o.masks not in (None, 'random'):
         try: check_masks(load_masks(o.masks), model_shape(d.arch), d.langs, what=str(o.masks))
         except ValueError as e: raise OptionError('masks', "{opt}: %s" % e) from None
+    try: select_linears(d.arch, o.sketch_layers)
+    except SketchError as e: raise OptionError('sketch_layers', "{opt}: %s" % e) from None
 
 # %% ../nbs/14_study.ipynb #c022
 def _gb(b:float) -> str: return f"{b / 1e9:.2f} GB"
@@ -205,7 +215,7 @@ def disk_plan(d:StudyData, o:SimpleNamespace) -> dict:
     "Bytes the study's checkpoints and sketch stores will take (each distinct store once): {'checkpoints', 'stores', 'total'}."
     params = sum(p.numel() * p.element_size() for p in d.arch.parameters())
     ckpts = 3 * d.hp['epochs'] * params + 2 * params                      # 3 runs x epochs, + one resumable optimizer state
-    sk = Sketcher(d.arch, d=SKETCH['d'], layers=SKETCH['layers'], seed=SKETCH['seed'])
+    sk = Sketcher(d.arch, d=SKETCH['d'], layers=o.sketch_layers, seed=SKETCH['seed'])
     row = sk.dim * np.dtype(SKETCH['dtype']).itemsize * len(d.tracin_epochs)   # one example, every TracIn checkpoint
     L, n_test = len(d.langs), pd.Series(d.splits['test']['lang']).value_counts()
     pairs, sub = len(o.compose) if o.compose else 1, len(o.suboptimal) if o.suboptimal else 2
@@ -281,6 +291,11 @@ SKETCH = dict(d=256, seed=0, dtype='float16', layers=None)  # the study's sketch
 
 def _key(ds) -> list: return [f"{l}/{i}" for l, i in zip(ds['lang'], ds['id'])]
 
+def sketch_folder(run:RunFolder, ft, ds, xi=None, epochs=None, **sketch) -> Path:
+    "The folder of `sketch_stage`'s stores for these inputs (a pure function of them: nothing is built)."
+    return run.stage('sketch', ft=run.rel(ft.out_dir), xi=xi, examples=_key(ds), epochs=list(epochs or range(1, len(ft.checkpoints) + 1)),
+                     **{**SKETCH, **sketch})
+
 def sketch_stage(
     run:RunFolder,            # the run folder
     ft,                       # `FinetuneResult` whose checkpoints are sketched
@@ -294,10 +309,8 @@ def sketch_stage(
     **sketch,                 # overrides of `SKETCH`
 ) -> list:
     "One `SketchStore` per checkpoint θ_e of `ft` for `ds` under mask ξ, cached and resumable."
-    sk = {**SKETCH, **sketch}
-    epochs = list(epochs or range(1, len(ft.checkpoints) + 1))
-    out = run.stage('sketch', ft=run.rel(ft.out_dir), xi=xi, examples=_key(ds), epochs=epochs, **sk)
-    ps = ps or processes()
+    sk, epochs, ps = {**SKETCH, **sketch}, list(epochs or range(1, len(ft.checkpoints) + 1)), ps or processes()
+    out = sketch_folder(run, ft, ds, xi, epochs, **sketch)
     stores = sketch_checkpoints(arch, ds, [ft.checkpoints[e - 1] for e in epochs], out, xi=xi, progress=progress,
                                 model_name=ft.out_dir.name, batch_size=64, root=run.path, rebuild_corrupt=True, log=log,
                                 part=ps.process_index, n_parts=ps.num_processes, barrier=ps.wait_for_everyone, **sk)
@@ -313,9 +326,7 @@ def influence_stage(
 ) -> tuple[pd.DataFrame, str]:
     "Training-language shares of each test example's top-m sets, summed over checkpoints and per checkpoint; (shares, stage)."
     out = run.stage('influence', test=test[0].path.parent.name, train=train[0].path.parent.name, m=m, norm=norm)
-    f = out/'shares.csv'
-    read = lambda: (pd.read_csv(f, dtype={'epoch': str, 'id': str}), out.name)  # one path: fresh and cached stages give equal frames
-    if f.exists(): return read()
+    if (done := scored(run, test[0].path.parent.name, train[0].path.parent.name, m, norm)) is not None: return done
     final = test[-1].meta                                                # the final checkpoint judges the test examples
     correct, pred, label = (final[c].to_numpy() for c in ('correct', 'pred', 'label'))
     summed = influence(test, train, m=m, norm=norm, progress=False, per_checkpoint=True)   # one pass: the sum and each checkpoint
@@ -327,29 +338,55 @@ def influence_stage(
             s['correct'], s['pred'], s['label'] = correct, pred, label
             frames.append(s.assign(epoch=epoch, which=which))
     df = pd.concat(frames, ignore_index=True)
-    atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'influence', m=m, norm=norm)
-    return read()
+    atomic_write(out/'shares.csv', lambda t: df.to_csv(t, index=False)); run.done(out, 'influence', m=m, norm=norm)
+    return scored(run, test[0].path.parent.name, train[0].path.parent.name, m, norm)
+
+def scored(run:RunFolder, test:str, train:str, m:int, norm:str) -> tuple[pd.DataFrame, str]|None:
+    "The influence stage of the stores in folders `test` and `train`, if it is done (it needs the stores' names only); else None."
+    f = run.stage('influence', test=test, train=train, m=m, norm=norm)/'shares.csv'
+    return (pd.read_csv(f, dtype={'epoch': str, 'id': str}), f.parent.name) if f.exists() else None   # one reader: fresh and cached are equal
 
 # %% ../nbs/14_study.ipynb #c035
+def sketch_options(o:SimpleNamespace) -> dict:
+    "The sketch stages' settings that differ from `SKETCH` (only those: a stage keeps the key it always had)."
+    return {**({} if o.precision == 'float32' else {'precision': o.precision}),
+            **({} if o.sketch_layers is None else {'layers': list(o.sketch_layers)})}
+
 def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespace, log=print) -> tuple[pd.DataFrame, dict, tuple]:
     "Stages 4-5: sketch every variant at the TracIn checkpoints and score it; (all shares, {variant: influence stage}, the full model's stores)."
-    train, test, ps, got, t0 = d.splits['train'], d.splits['test'], d.ps or processes(), {}, time.time()
+    train, test, ps, pr, t0 = d.splits['train'], d.splits['test'], d.ps or processes(), sketch_options(o), time.time()
+    ds = {v.name: (test.select([j for j, l in enumerate(test['lang']) if l in v.test]), train) for v in variants}
+    folders = {v.name: [sketch_folder(run, runs[v.run], x, v.xi, d.tracin_epochs, **pr).name for x in ds[v.name]] for v in variants}
+    got = {v.name: scored(run, *folders[v.name], o.top_m, o.norm) for v in variants if v.name != 'full'}   # scored before: no sketching
+    ps.wait_for_everyone()                               # (every process has read what was done before any writes more)
     log(f"[{d.hp['task']}] TracIn over checkpoints {d.tracin_epochs}: {len(variants)} variants, top-m = {o.top_m}")
     for i, v in enumerate(variants):
-        rows = [j for j, l in enumerate(test['lang']) if l in v.test]
-        pr = {} if o.precision == 'float32' else {'precision': o.precision}   # (float32: the stage keys it always had)
-        tr = sketch_stage(run, runs[v.run], d.arch, train, v.xi, d.tracin_epochs, o.progress, log, ps, **pr)
-        te = sketch_stage(run, runs[v.run], d.arch, test.select(rows), v.xi, d.tracin_epochs, o.progress, log, ps, **pr)
-        if i % ps.num_processes == ps.process_index: got[v.name] = influence_stage(run, te, tr, o.top_m, o.norm)  # its share of the variants
-        else: got[v.name] = (te, tr)
+        if got.get(v.name) is None:
+            te, tr = (sketch_stage(run, runs[v.run], d.arch, x, v.xi, d.tracin_epochs, o.progress, log, ps, **pr) for x in ds[v.name])
+            got[v.name] = influence_stage(run, te, tr, o.top_m, o.norm) if i % ps.num_processes == ps.process_index else (te, tr)
+            if v.name == 'full': full_stores = (te, tr)
+        if not o.keep_stores and ps.num_processes == 1: drop_stores(run, unused_after(i, variants, folders), log)
         log(f"[{d.hp['task']}] influence {i + 1}/{len(variants)} {v.name} ({time.time() - t0:.0f} s)")
-        if v.name == 'full': full_stores = (te, tr)
     ps.wait_for_everyone()                                               # every variant scored: read the others' results
     got = {k: influence_stage(run, *g, o.top_m, o.norm) if isinstance(g[0], list) else g for k, g in got.items()}
+    if not o.keep_stores and run.main: drop_stores(run, unused_after(len(variants), variants, folders), log)
     return (pd.concat([df.assign(variant=k) for k, (df, _) in got.items()], ignore_index=True), {k: name for k, (_, name) in got.items()},
             full_stores)
 
-# %% ../nbs/14_study.ipynb #c037
+def unused_after(i:int, variants:list, folders:dict) -> set[str]:
+    "The store folders that no variant after the `i`-th reads, except the full model's (the layer groups and the check read them)."
+    later = {f for v in variants[i + 1:] for f in folders[v.name]} | set(folders['full'])
+    return {f for v in variants[:i + 1] for f in folders[v.name]} - later
+
+def drop_stores(run:RunFolder, names, log=print):
+    "Delete the sketch stores in folders `names` of the run (those that exist), saying how much disk that frees."
+    gone = [run.path/n for n in sorted(names) if (run.path/n).is_dir()]
+    if not gone: return
+    size = sum(f.stat().st_size for g in gone for f in g.rglob('*') if f.is_file())
+    for g in gone: shutil.rmtree(g)
+    log(f"[{run.path.name}] dropped {len(gone)} sketch store folder(s) no later stage reads ({_gb(size)}; --no-keep-stores)")
+
+# %% ../nbs/14_study.ipynb #c038
 def groups_stage(run:RunFolder, te:list, tr:list, o:SimpleNamespace) -> tuple[pd.DataFrame, str]:
     "The full model's training-language shares within each layer group, summed over checkpoints; (shares, stage)."
     out = run.stage('groups', test=te[0].path.parent.name, train=tr[0].path.parent.name, m=o.top_m, norm=o.norm)
@@ -360,7 +397,7 @@ def groups_stage(run:RunFolder, te:list, tr:list, o:SimpleNamespace) -> tuple[pd
         atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'groups')
     return pd.read_csv(f, dtype={'id': str}), out.name
 
-# %% ../nbs/14_study.ipynb #c038
+# %% ../nbs/14_study.ipynb #c039
 EXACT_BUDGET = 2e9    # bytes the estimator check may hold in exact test gradients (float64)
 CHECK_D = (64, 1024)  # the sketch sizes tried besides the study's, for `d_for_overlap`
 
@@ -382,7 +419,7 @@ def estimator_stage(run:RunFolder, ft, d:StudyData, te:list, tr:list, o:SimpleNa
         atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'estimator', n_test=len(rows), n_train=len(trows))
     return pd.read_csv(f, dtype={'checkpoint': str}), out.name
 
-# %% ../nbs/14_study.ipynb #c039
+# %% ../nbs/14_study.ipynb #c040
 def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     "The check's table: a row per checkpoint and the sum at the study's d, rows at the other sketch sizes, the d for 0.9."
     test_ds, train_ds, names = d.splits['test'].select(rows), d.splits['train'].select(trows), te[0].header['layers']
@@ -394,7 +431,7 @@ def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
         recs.append({'checkpoint': str(e), 'd': te[0].header['d'], **agreement(S, X, o.top_m)}); S_sum, X_sum = S_sum + S, X_sum + X
     recs.append({'checkpoint': 'sum', 'd': te[0].header['d'], **agreement(S_sum, X_sum, o.top_m)})
     for dd in CHECK_D:                                                                    # the last checkpoint at other sizes
-        with Sketcher(d.arch, d=dd) as sk:
+        with Sketcher(d.arch, d=dd, layers=[f'^{re.escape(n)}$' for n in names]) as sk:   # the study's layers, exactly
             Q, T = (torch.cat([x[1] for x in iter_sketches(sk, ds, None, 64, progress=False)]) for ds in (test_ds, train_ds))
         S = Q.double() @ T.double().T if o.norm == 'dot' else torch.nn.functional.normalize(Q.double(), dim=1) @ torch.nn.functional.normalize(T.double(), dim=1).T
         recs.append({'checkpoint': str(d.tracin_epochs[-1]), 'd': dd, **agreement(S, X, o.top_m)})
@@ -402,7 +439,7 @@ def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     last = df[df.checkpoint == str(d.tracin_epochs[-1])]
     return df.assign(d_for_overlap_90=d_for_overlap(last['d'].tolist(), last['overlap_pos'].tolist()))
 
-# %% ../nbs/14_study.ipynb #c041
+# %% ../nbs/14_study.ipynb #c042
 def _hash_frame(df:pd.DataFrame) -> str:
     import hashlib
     return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()
@@ -426,7 +463,7 @@ def results_stage(run:RunFolder, ctx:ResultInputs) -> tuple[dict, str]:
         atomic_write(stamp, out.name)
     return res, out.name
 
-# %% ../nbs/14_study.ipynb #c043
+# %% ../nbs/14_study.ipynb #c044
 @dataclass
 class Study:
     "A finished study, read from its run folder: settings, masks, accuracy, shares and every result."
@@ -447,7 +484,7 @@ class Study:
         "Draw one result in the paper's form (tables come back as DataFrames)."
         return plot_result(name, self.results, self.masks, top_m=self.settings['top_m'], focus=self.settings['focus'])
 
-# %% ../nbs/14_study.ipynb #c044
+# %% ../nbs/14_study.ipynb #c045
 @patch(cls_method=True)
 def load(cls:Study, run) -> Study:
     "The finished study in the run folder `run`, as it was written; nothing is recomputed."
@@ -462,7 +499,7 @@ def load(cls:Study, run) -> Study:
     return cls(rf.path, rec['settings'], pd.read_csv(rf.path/'accuracy.csv', index_col=0, header=[0, 1]),
                load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders))
 
-# %% ../nbs/14_study.ipynb #c046
+# %% ../nbs/14_study.ipynb #c047
 def accuracy_frame(runs:dict) -> pd.DataFrame:
     "Test and dev accuracy per language of the three fine-tuning runs (RUN/accuracy.csv)."
     table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev') for how, r in runs.items()})
@@ -481,7 +518,7 @@ def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict
     write_json(run.path/'study.json', {'settings': settings, 'model': model, 'environment': environment(),
                                        'stages': {**{k: r.out_dir.name for k, r in runs.items()}, **stages}}, indent=1)
 
-# %% ../nbs/14_study.ipynb #c048
+# %% ../nbs/14_study.ipynb #c049
 def run_study(
     task:str='demo',            # xnli | xnli3 | pawsx | marc | demo | demo_single, or a task file (TOML/YAML, `modtrace.data.task_from_config`)
     langs:list[str]|None=None,  # the languages to study (at least 2, any the data has); default: the task's
@@ -506,6 +543,8 @@ def run_study(
     compose:list[str]|None=None,     # Fig. 19's pairs written A+B (e.g. es+fr); default: the two most similar masks
     n_boot:int=1000,            # bootstrap resamples per confidence interval
     precision:Literal['float32', 'bfloat16', 'float16']='float32',  # sketching's forward and backward passes (autocast; a GPU's speed-up)
+    sketch_layers:list[str]|None=None,  # the linear layers to sketch: regexes searched in module names (e.g. 'attention' 'classifier'); default: every nn.Linear
+    keep_stores:bool=True,      # keep the sketch stores; off: delete each once no later stage reads it (the results stay; new --top-m/--norm sketch again)
     layer_groups:bool=True,     # also score the full model within each group of layers (which layers carry the sharing)
     check_estimator:int=20,     # test examples whose sketched influence is checked against exact gradients (0: no check)
     check_train:int|None=None,  # training examples of that check; default: all of them
@@ -531,11 +570,12 @@ def run_study(
         check, cstage = estimator_stage(run, runs['full'], d, te, tr, o, log) if o.check_estimator and run.main else (None, None)
         ctx = ResultInputs(shares, {k: runs[r].results['epochs'] for k, r in RUNS.items()}, xi, variants, focus_, comp,
                            d.spec.relatedness(o.seed) if d.spec.relatedness else None, o.n_boot, o.seed, o.top_m, groups, check)
+        if not o.keep_stores and run.main: drop_stores(run, {t.path.parent.name for t in (te[0], tr[0])}, log)
         if run.main: finish(run, d, o, runs, ctx, sub, {'prune': pruned, 'influence': used, 'groups': gstage, 'estimator': cstage}, log)
         ps.wait_for_everyone()
     return Study.load(run.path)
 
-# %% ../nbs/14_study.ipynb #c050
+# %% ../nbs/14_study.ipynb #c051
 def fine_tune_all(run:RunFolder, d:StudyData, o:SimpleNamespace, log=print) -> tuple[dict, dict, dict, str|None]:
     "Stages 1-3: full fine-tuning, the subnetworks, SFT and random SFT; (runs, masks, random masks, pruning stage or None)."
     runs = {'full': finetune_stage(run, d, 'full', progress=o.progress, log=log)}
@@ -557,7 +597,7 @@ def finish(run:RunFolder, d:StudyData, o:SimpleNamespace, runs:dict, ctx:ResultI
     if o.report: done = [('executed notebook', write_report(run.path, log)[0]), *done, ('docs site', run.path/'docs'/'index.html')]
     log(f"[{run.path.name}] done.\n" + '\n'.join(f"  {k}: {v}" for k, v in done))
 
-# %% ../nbs/14_study.ipynb #c051
+# %% ../nbs/14_study.ipynb #c052
 def study_choices(xi:dict, o:SimpleNamespace, spec, log=print) -> tuple[str, list, list]:
     "Fig. 3 and Fig. 19's languages: given, or chosen from the masks' similarity (`default_choices`)."
     f, sub, comp = default_choices(xi, o.focus or (spec.focus_lang if spec.focus_lang in xi else None))
@@ -577,7 +617,7 @@ def log_summary(run:RunFolder, res:dict, log=print):
         log(f"[{run.path.name}] planted relatedness vs measured influence:\n"
             f"{res['relatedness_vs_influence_stats'].to_string(index=False, float_format=lambda x: f'{x:.3g}')}")
 
-# %% ../nbs/14_study.ipynb #c053
+# %% ../nbs/14_study.ipynb #c054
 def _defaults() -> dict:
     return {k: p.default for k, p in inspect.signature(run_study).parameters.items() if k != 'log'}
 
@@ -604,7 +644,7 @@ def with_config(opts:dict) -> dict:
     doc, defaults = read_study_config(opts['config']), _defaults()
     return {**opts, 'task_table': doc.pop('task_table', None), **{k: v for k, v in doc.items() if opts[k] == defaults[k]}}
 
-# %% ../nbs/14_study.ipynb #c058
+# %% ../nbs/14_study.ipynb #c059
 def _toml_value(v) -> str:
     if isinstance(v, bool): return 'true' if v else 'false'
     if isinstance(v, (int, float)): return repr(v)
@@ -628,7 +668,7 @@ def write_study_config(run:RunFolder, settings:dict, o:SimpleNamespace) -> Path:
         src = Path(o.spec.source); atomic_write(run.path/f'task{src.suffix}', src.read_bytes()); keep['task'] = f'task{src.suffix}'
     return atomic_write(run.path/'study.toml', to_toml(keep))
 
-# %% ../nbs/14_study.ipynb #c061
+# %% ../nbs/14_study.ipynb #c062
 def _cli_type(anno):
     "(type, several values?, choices) of a parameter's annotation for argparse."
     args = [a for a in typing.get_args(anno) if a is not type(None)]
@@ -647,14 +687,15 @@ def cli_parser(
     for name, d in docments(func, full=True, returns=False, eval_str=True).items():
         if name in skip: continue
         opt, help = '--' + name.replace('_', '-'), (d.docment or '').replace('%', '%%')
-        if d.anno is bool: p.add_argument('--no-' + opt[2:] if d.default else opt, dest=name, action='store_false' if d.default else 'store_true', help=help)
+        if d.anno is bool and d.default: p.add_argument('--no-' + opt[2:], dest=name, action='store_false', help=f"leave out what is on by default: {help}")
+        elif d.anno is bool: p.add_argument(opt, dest=name, action='store_true', help=help)
         else:
             kind, many, choices = _cli_type(d.anno)
             p.add_argument(opt, type=kind, nargs='+' if many else None, choices=choices, default=d.default,
                            metavar=None if choices else name.upper(), help=help + (f" (default: {d.default})" if d.default is not None else ''))
     return p
 
-# %% ../nbs/14_study.ipynb #c063
+# %% ../nbs/14_study.ipynb #c064
 COMMANDS = {'study': run_study}
 
 def main(argv=None):

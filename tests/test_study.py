@@ -198,6 +198,8 @@ def _exit(argv):
     (['--focus', 'xx'], "--focus names language(s) ['xx']"),
     (['--compose', 'en'], '--compose takes pairs of two different languages'),
     (['--scale', '5'], 'use --scale 0.8 or less'),                         # the samples hold 2,000 training rows per language
+    (['--sketch-layers', 'query['], '--sketch-layers must be regular expressions'),
+    (['--sketch-layers', 'no_such_layer'], "--sketch-layers: Layer pattern 'no_such_layer' matches no nn.Linear"),
 ])
 def test_every_bad_option_is_one_line_naming_it_before_any_work(tiny_folder, shared_data, tmp_path, extra, words):
     msg = _exit(args(tiny_folder, shared_data, tmp_path) + extra)
@@ -218,3 +220,26 @@ def test_errors_name_the_options_of_the_command(tiny_folder, shared_data, tmp_pa
     assert "Use --train-file STEM" in msg and 'split_files' not in msg, msg
     (tmp_path/'file').write_text('')
     assert 'Cannot write the run folder' in _exit(args(tiny_folder, shared_data, tmp_path/'file'/'sub'))
+
+def test_sketch_layers_choose_what_every_store_and_check_holds(tiny_folder, shared_data, tmp_path):
+    "--sketch-layers: every store of the study (and the estimator check's exact gradients) holds those layers only."
+    st = run_study(**{**kw(tiny_folder, shared_data, tmp_path), 'sketch_layers': ['attention', 'classifier']})
+    layers = {tuple(json.loads(h.read_text())['layers']) for h in (tmp_path/'pawsx').glob('sketch-*/*/header.json')}
+    assert len(layers) == 1 and all(('attention' in n or 'classifier' in n) for n in next(iter(layers))), layers
+    assert not any('intermediate' in n for n in next(iter(layers)))                  # the feed-forward layers are left out
+    assert st.settings['sketch_layers'] == ['attention', 'classifier']
+    assert (tmp_path/'pawsx'/'figures'/'fig10_full_positive.csv').exists() and (tmp_path/'pawsx'/'figures'/'estimator_check.csv').exists()
+
+def test_no_keep_stores_leaves_no_store_and_the_same_results(reference, tiny_folder, shared_data, tmp_path):
+    "--no-keep-stores: byte-identical results, no sketch store left; a rerun sketches only the full model's two stores again."
+    _, ref_run = reference
+    lines = []
+    run_study(**{**kw(tiny_folder, shared_data, tmp_path), 'keep_stores': False, 'log': lines.append})
+    run = tmp_path/'pawsx'
+    assert not list(run.glob('sketch-*')) and results(run) == results(ref_run)
+    assert sum('dropped' in x for x in lines) > 2                                  # dropped along the way, not only at the end
+    inf, again = sorted(p.name for p in run.glob('influence-*')), []
+    run_study(**{**kw(tiny_folder, shared_data, tmp_path), 'keep_stores': False, 'log': again.append})
+    assert sorted(p.name for p in run.glob('influence-*')) == inf and not list(run.glob('sketch-*'))
+    drops = [x for x in again if 'dropped' in x]
+    assert len(drops) == 1 and 'dropped 2 sketch store folder(s)' in drops[0], drops
