@@ -11,10 +11,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 from .store import SketchStore, StoreError, check_compatible
+from .model import FAMILIES
 
 # %% auto #0
-__all__ = ['GROUPS', 'NORMS', 'DTYPES', 'check_pairs', 'json_key', 'layer_groups', 'layer_blocks', 'Influence', 'influence',
-           'influence_groups', 'RowsView', 'exact_scores', 'agreement', 'd_for_overlap']
+__all__ = ['GROUPS', 'NORMS', 'DTYPES', 'check_pairs', 'json_key', 'layer_index', 'layer_groups', 'layer_blocks', 'Influence',
+           'influence', 'influence_groups', 'RowsView', 'exact_scores', 'agreement', 'd_for_overlap']
 
 # %% ../nbs/08_influence.ipynb #c005
 def _as_list(x): return [x] if hasattr(x, 'header') else list(x)  # one store, or one per checkpoint
@@ -40,16 +41,21 @@ def json_key(x) -> str:
 
 # %% ../nbs/08_influence.ipynb #c010
 GROUPS = ('embeddings', 'lower', 'middle', 'upper', 'head')
-_ENCODER = re.compile(r'(?:^|\.)layers?\.(\d+)(?:\.|$)')                  # roberta.encoder.layer.3.attention...
 _HEAD = re.compile(r'(?:^|\.)(?:classifier|pre_classifier|pooler|score)(?:\.|$)')
 _EMBED = re.compile(r'(?:^|\.)[^.]*embeddings[^.]*(?:\.|$)')
+
+def layer_index(name:str) -> int|None:
+    "The transformer layer that module `name` lies in, by the registered families' layer lists (`layer.3`, `layers.3`, `h.3`); else None."
+    ends = sorted({f.layers.split('.')[-1] for f in FAMILIES.values()})   # roberta.encoder.layer.3.attention... / model.layers.3... / transformer.h.3...
+    g = re.search(r'(?:^|\.)(?:%s)\.(\d+)(?:\.|$)' % '|'.join(map(re.escape, ends)), name)
+    return int(g.group(1)) if g else None
 
 def layer_groups(
     names:list,              # sketched layer names, e.g. a store header's 'layers'
     n_layers:int|None=None,  # the model's encoder layers L (default: 1 + the largest layer index among the names)
 ) -> dict[str, list]:
     "Each group of `GROUPS` with its layer names, in the given order (a group may be empty)."
-    idx = {n: int(g.group(1)) for n in names if (g := _ENCODER.search(n))}
+    idx = {n: i for n in names if (i := layer_index(n)) is not None}
     if n_layers is not None and not (isinstance(n_layers, int) and n_layers >= 1):
         raise ValueError(f"n_layers must be a positive integer, not {n_layers!r}.")
     L = n_layers or max(idx.values(), default=-1) + 1
@@ -61,7 +67,7 @@ def layer_groups(
         elif _HEAD.search(n): out['head'].append(n)
         elif _EMBED.search(n): out['embeddings'].append(n)
         else: bad.append(n)
-    if bad: raise ValueError(f"Cannot place layer(s) {bad[:3]} in a group of {GROUPS} (known: XLM-R/BERT-style names); "
+    if bad: raise ValueError(f"Cannot place layer(s) {bad[:3]} in a group of {GROUPS} (known: the layer lists of the registered families, e.g. `encoder.layer.<i>`, `layers.<i>`, `h.<i>`); "
                              "pass the layers to score by name instead (`layers=[...]`, `groups={name: [...]}`).")
     return out
 
