@@ -235,7 +235,7 @@ def check_disk(run:RunFolder, plan:dict, log=print):
         raise RunError(f"The study needs {_gb(more)} more on the disk of {run.path}, which has {_gb(free)} free: free some space, "
                        "choose another --out, lower --scale, or sketch fewer layers.")
 
-# %% ../nbs/14_study.ipynb #c025
+# %% ../nbs/14_study.ipynb #c026
 def finetune_stage(run:RunFolder, d:StudyData, name:str, masks:dict|None=None, progress:bool=True, log=print):
     "Full fine-tuning (`masks` None) or SFT through `masks`, from the pretrained model: stage `name`, resumable."
     out = run.stage(name, **d.hp, **({'masks': masks} if masks is not None else {}))
@@ -257,7 +257,7 @@ def study_masks(
     n = max(1, round(keep * shape[0] * shape[1]))
     return {l: random_mask(*shape, n, seed=seed + i) for i, l in enumerate(langs)}
 
-# %% ../nbs/14_study.ipynb #c027
+# %% ../nbs/14_study.ipynb #c028
 def prune_stage(run:RunFolder, d:StudyData, full, log=print) -> tuple[dict[str, torch.Tensor], str]:
     "Per-language masks by iterative pruning (Eq. 1) of the fully fine-tuned model, once per fine-tuned model; (masks, stage)."
     out, ps = run.stage('prune', **d.hp), d.ps or processes()
@@ -286,7 +286,7 @@ def subnetworks_stage(run:RunFolder, d:StudyData, full, o:SimpleNamespace, log=p
     if run.main: save_masks(run.path/'masks.json', xi, model=d.path, source=source)
     return xi, stage
 
-# %% ../nbs/14_study.ipynb #c029
+# %% ../nbs/14_study.ipynb #c030
 SKETCH = dict(d=256, seed=0, dtype='float16', layers=None)  # the study's sketch settings (SPEC section 5)
 
 def _key(ds) -> list: return [f"{l}/{i}" for l, i in zip(ds['lang'], ds['id'])]
@@ -317,7 +317,7 @@ def sketch_stage(
     run.done(out, 'sketch', n=len(ds), epochs=epochs)
     return stores
 
-# %% ../nbs/14_study.ipynb #c032
+# %% ../nbs/14_study.ipynb #c033
 def influence_stage(
     run:RunFolder,            # the run folder
     test:list, train:list,    # stores per checkpoint (`sketch_stage`), same checkpoints
@@ -346,7 +346,7 @@ def scored(run:RunFolder, test:str, train:str, m:int, norm:str) -> tuple[pd.Data
     f = run.stage('influence', test=test, train=train, m=m, norm=norm)/'shares.csv'
     return (pd.read_csv(f, dtype={'epoch': str, 'id': str}), f.parent.name) if f.exists() else None   # one reader: fresh and cached are equal
 
-# %% ../nbs/14_study.ipynb #c035
+# %% ../nbs/14_study.ipynb #c036
 def sketch_options(o:SimpleNamespace) -> dict:
     "The sketch stages' settings that differ from `SKETCH` (only those: a stage keeps the key it always had)."
     return {**({} if o.precision == 'float32' else {'precision': o.precision}),
@@ -386,7 +386,7 @@ def drop_stores(run:RunFolder, names, log=print):
     for g in gone: shutil.rmtree(g)
     log(f"[{run.path.name}] dropped {len(gone)} sketch store folder(s) no later stage reads ({_gb(size)}; --no-keep-stores)")
 
-# %% ../nbs/14_study.ipynb #c038
+# %% ../nbs/14_study.ipynb #c039
 def groups_stage(run:RunFolder, te:list, tr:list, o:SimpleNamespace) -> tuple[pd.DataFrame, str]:
     "The full model's training-language shares within each layer group, summed over checkpoints; (shares, stage)."
     out = run.stage('groups', test=te[0].path.parent.name, train=tr[0].path.parent.name, m=o.top_m, norm=o.norm)
@@ -397,7 +397,7 @@ def groups_stage(run:RunFolder, te:list, tr:list, o:SimpleNamespace) -> tuple[pd
         atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'groups')
     return pd.read_csv(f, dtype={'id': str}), out.name
 
-# %% ../nbs/14_study.ipynb #c039
+# %% ../nbs/14_study.ipynb #c040
 EXACT_BUDGET = 2e9    # bytes the estimator check may hold in exact test gradients (float64)
 CHECK_D = (64, 1024)  # the sketch sizes tried besides the study's, for `d_for_overlap`
 
@@ -419,7 +419,7 @@ def estimator_stage(run:RunFolder, ft, d:StudyData, te:list, tr:list, o:SimpleNa
         atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'estimator', n_test=len(rows), n_train=len(trows))
     return pd.read_csv(f, dtype={'checkpoint': str}), out.name
 
-# %% ../nbs/14_study.ipynb #c040
+# %% ../nbs/14_study.ipynb #c041
 def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     "The check's table: a row per checkpoint and the sum at the study's d, rows at the other sketch sizes, the d for 0.9."
     test_ds, train_ds, names = d.splits['test'].select(rows), d.splits['train'].select(trows), te[0].header['layers']
@@ -439,7 +439,7 @@ def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     last = df[df.checkpoint == str(d.tracin_epochs[-1])]
     return df.assign(d_for_overlap_90=d_for_overlap(last['d'].tolist(), last['overlap_pos'].tolist()))
 
-# %% ../nbs/14_study.ipynb #c042
+# %% ../nbs/14_study.ipynb #c043
 def _hash_frame(df:pd.DataFrame) -> str:
     import hashlib
     return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()
@@ -463,7 +463,7 @@ def results_stage(run:RunFolder, ctx:ResultInputs) -> tuple[dict, str]:
         atomic_write(stamp, out.name)
     return res, out.name
 
-# %% ../nbs/14_study.ipynb #c044
+# %% ../nbs/14_study.ipynb #c045
 @dataclass
 class Study:
     "A finished study, read from its run folder: settings, masks, accuracy, shares and every result."
@@ -484,7 +484,7 @@ class Study:
         "Draw one result in the paper's form (tables come back as DataFrames)."
         return plot_result(name, self.results, self.masks, top_m=self.settings['top_m'], focus=self.settings['focus'])
 
-# %% ../nbs/14_study.ipynb #c045
+# %% ../nbs/14_study.ipynb #c046
 @patch(cls_method=True)
 def load(cls:Study, run) -> Study:
     "The finished study in the run folder `run`, as it was written; nothing is recomputed."
@@ -499,7 +499,7 @@ def load(cls:Study, run) -> Study:
     return cls(rf.path, rec['settings'], pd.read_csv(rf.path/'accuracy.csv', index_col=0, header=[0, 1]),
                load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders))
 
-# %% ../nbs/14_study.ipynb #c047
+# %% ../nbs/14_study.ipynb #c048
 def accuracy_frame(runs:dict) -> pd.DataFrame:
     "Test and dev accuracy per language of the three fine-tuning runs (RUN/accuracy.csv)."
     table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev') for how, r in runs.items()})
@@ -518,7 +518,7 @@ def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict
     write_json(run.path/'study.json', {'settings': settings, 'model': model, 'environment': environment(),
                                        'stages': {**{k: r.out_dir.name for k, r in runs.items()}, **stages}}, indent=1)
 
-# %% ../nbs/14_study.ipynb #c049
+# %% ../nbs/14_study.ipynb #c050
 def run_study(
     task:str='demo',            # xnli | xnli3 | pawsx | marc | demo | demo_single, or a task file (TOML/YAML, `modtrace.data.task_from_config`)
     langs:list[str]|None=None,  # the languages to study (at least 2, any the data has); default: the task's
@@ -575,7 +575,7 @@ def run_study(
         ps.wait_for_everyone()
     return Study.load(run.path)
 
-# %% ../nbs/14_study.ipynb #c051
+# %% ../nbs/14_study.ipynb #c052
 def fine_tune_all(run:RunFolder, d:StudyData, o:SimpleNamespace, log=print) -> tuple[dict, dict, dict, str|None]:
     "Stages 1-3: full fine-tuning, the subnetworks, SFT and random SFT; (runs, masks, random masks, pruning stage or None)."
     runs = {'full': finetune_stage(run, d, 'full', progress=o.progress, log=log)}
@@ -597,7 +597,7 @@ def finish(run:RunFolder, d:StudyData, o:SimpleNamespace, runs:dict, ctx:ResultI
     if o.report: done = [('executed notebook', write_report(run.path, log)[0]), *done, ('docs site', run.path/'docs'/'index.html')]
     log(f"[{run.path.name}] done.\n" + '\n'.join(f"  {k}: {v}" for k, v in done))
 
-# %% ../nbs/14_study.ipynb #c052
+# %% ../nbs/14_study.ipynb #c053
 def study_choices(xi:dict, o:SimpleNamespace, spec, log=print) -> tuple[str, list, list]:
     "Fig. 3 and Fig. 19's languages: given, or chosen from the masks' similarity (`default_choices`)."
     f, sub, comp = default_choices(xi, o.focus or (spec.focus_lang if spec.focus_lang in xi else None))
@@ -617,7 +617,7 @@ def log_summary(run:RunFolder, res:dict, log=print):
         log(f"[{run.path.name}] planted relatedness vs measured influence:\n"
             f"{res['relatedness_vs_influence_stats'].to_string(index=False, float_format=lambda x: f'{x:.3g}')}")
 
-# %% ../nbs/14_study.ipynb #c054
+# %% ../nbs/14_study.ipynb #c055
 def _defaults() -> dict:
     return {k: p.default for k, p in inspect.signature(run_study).parameters.items() if k != 'log'}
 
@@ -644,7 +644,7 @@ def with_config(opts:dict) -> dict:
     doc, defaults = read_study_config(opts['config']), _defaults()
     return {**opts, 'task_table': doc.pop('task_table', None), **{k: v for k, v in doc.items() if opts[k] == defaults[k]}}
 
-# %% ../nbs/14_study.ipynb #c059
+# %% ../nbs/14_study.ipynb #c060
 def _toml_value(v) -> str:
     if isinstance(v, bool): return 'true' if v else 'false'
     if isinstance(v, (int, float)): return repr(v)
@@ -668,7 +668,7 @@ def write_study_config(run:RunFolder, settings:dict, o:SimpleNamespace) -> Path:
         src = Path(o.spec.source); atomic_write(run.path/f'task{src.suffix}', src.read_bytes()); keep['task'] = f'task{src.suffix}'
     return atomic_write(run.path/'study.toml', to_toml(keep))
 
-# %% ../nbs/14_study.ipynb #c062
+# %% ../nbs/14_study.ipynb #c063
 def _cli_type(anno):
     "(type, several values?, choices) of a parameter's annotation for argparse."
     args = [a for a in typing.get_args(anno) if a is not type(None)]
@@ -695,7 +695,7 @@ def cli_parser(
                            metavar=None if choices else name.upper(), help=help + (f" (default: {d.default})" if d.default is not None else ''))
     return p
 
-# %% ../nbs/14_study.ipynb #c064
+# %% ../nbs/14_study.ipynb #c065
 COMMANDS = {'study': run_study}
 
 def main(argv=None):

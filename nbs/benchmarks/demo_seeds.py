@@ -6,8 +6,7 @@ import sys, time, json, torch
 from pathlib import Path
 from transformers import logging; logging.set_verbosity_error()
 import datasets; datasets.disable_progress_bars()
-from modtrace.data import get_task
-from modtrace.study import study_splits, data_fingerprint, finetune_stage, sketch_stage, influence_stage, prepare, check_options, _defaults
+from modtrace.study import finetune_stage, sketch_stage, influence_stage, prepare, check_options, _defaults
 from modtrace.run import RunFolder
 from modtrace.aggregate import relatedness_agreement
 from types import SimpleNamespace
