@@ -53,8 +53,10 @@ def _need(ok:bool, option:str, message:str):
 def _is_int(x) -> bool: return isinstance(x, int) and not isinstance(x, bool)
 
 def _is_regex(p) -> bool:
-    try: return isinstance(p, str) and bool(p) and re.compile(p) is not None
+    if not (isinstance(p, str) and p): return False
+    try: re.compile(p)
     except re.error: return False
+    return True
 
 def check_options(o:SimpleNamespace) -> SimpleNamespace:
     "The study's numbers and names that need no data: one `OptionError` each, before anything runs."
