@@ -36,7 +36,7 @@ __all__ = ['PAPER_SIZES', 'SKETCH', 'EXACT_BUDGET', 'CHECK_D', 'COMMANDS', 'Opti
            'sketch_folder', 'sketch_stage', 'influence_stage', 'scored', 'sketch_options', 'trace', 'unused_after',
            'drop_stores', 'groups_stage', 'estimator_stage', 'results_stage', 'Study', 'accuracy_frame', 'environment',
            'record_study', 'run_study', 'fine_tune_all', 'finish', 'study_choices', 'log_summary', 'read_study_config',
-           'with_config', 'to_toml', 'write_study_config', 'cli_parser', 'main']
+           'with_config', 'to_toml', 'write_study_config', 'add_options', 'cli_parser', 'command', 'main']
 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
@@ -679,13 +679,12 @@ def _cli_type(anno):
     if typing.get_origin(anno) is Literal: return type(args[0]), False, list(args)
     return (anno if anno in (int, float, str) else str), False, None
 
-def cli_parser(
+def add_options(
+    p:argparse.ArgumentParser,  # the parser to extend
     func,                     # a function whose parameters carry docments
-    prog:str,                 # the command's name in the help
     skip=('log',),            # parameters that are not options
 ) -> argparse.ArgumentParser:
-    "An argparse parser generated from `func`'s signature and docments: one source for parameters and help."
-    p = argparse.ArgumentParser(prog=prog, description=func.__doc__)
+    "`p` with one option per parameter of `func`, typed and explained by its annotation, default and docment."
     for name, d in docments(func, full=True, returns=False, eval_str=True).items():
         if name in skip: continue
         opt, help = '--' + name.replace('_', '-'), (d.docment or '').replace('%', '%%')
@@ -693,21 +692,40 @@ def cli_parser(
         elif d.anno is bool: p.add_argument(opt, dest=name, action='store_true', help=help)
         else:
             kind, many, choices = _cli_type(d.anno)
+            default = ' '.join(map(str, d.default)) if many and isinstance(d.default, (list, tuple)) else d.default
             p.add_argument(opt, type=kind, nargs='+' if many else None, choices=choices, default=d.default,
-                           metavar=None if choices else name.upper(), help=help + (f" (default: {d.default})" if d.default is not None else ''))
+                           metavar=None if choices else name.upper(), help=help + (f" (default: {default})" if d.default is not None else ''))
     return p
 
-# %% ../nbs/14_study.ipynb #c065
-COMMANDS = {'study': run_study}
+def cli_parser(
+    func,                     # a function whose parameters carry docments
+    prog:str,                 # the command's name in the help
+    skip=('log',),            # parameters that are not options
+) -> argparse.ArgumentParser:
+    "An argparse parser generated from `func`'s signature and docments: one source for parameters and help."
+    return add_options(argparse.ArgumentParser(prog=prog, description=func.__doc__), func, skip)
+
+# %% ../nbs/14_study.ipynb #c067
+COMMANDS = ('study', 'seeds')
+
+def command(
+    name:str,  # one of COMMANDS
+) -> tuple:
+    "(function, parser of its options) of the `modtrace` command `name`."
+    if name == 'seeds':
+        from modtrace.seeds import run_seeds, seeds_parser     # (`modtrace.seeds` builds on this module: imported when asked for)
+        return run_seeds, seeds_parser()
+    return run_study, cli_parser(run_study, 'modtrace study')
 
 def main(argv=None):
-    "Entry point of the `modtrace` command: `modtrace study [options]`."
-    argv, usage = list(sys.argv[1:] if argv is None else argv), f"usage: modtrace {{{','.join(COMMANDS)}}} [options]   (modtrace study --help: the options)"
+    "Entry point of the `modtrace` command: `modtrace study [options]` (one study), `modtrace seeds [options]` (one per seed)."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    usage = f"usage: modtrace {{{','.join(COMMANDS)}}} [options]   (modtrace study --help, modtrace seeds --help: the options)"
     if argv[:1] in (['-h'], ['--help']): return print(usage)
     if not argv or argv[0] not in COMMANDS:
         sys.exit(usage + (f"\nmodtrace: error: unknown command {argv[0]!r}" if argv else ''))
-    func = COMMANDS[argv[0]]
-    args = vars(cli_parser(func, f'modtrace {argv[0]}').parse_args(argv[1:]))
+    func, parser = command(argv[0])
+    args = vars(parser.parse_args(argv[1:]))
     transformers.logging.set_verbosity_error()   # the load report of a classifier made from an MLM is expected noise
     transformers.logging.disable_progress_bar()  # a bar per checkpoint loaded or saved: the stages have their own
     datasets.disable_progress_bars()
