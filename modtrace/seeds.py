@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 import numpy as np, pandas as pd
 from .core import atomic_write
-from .study import OptionError, _defaults, _is_int, _need, add_options, check_options, read_study_config, run_study
+from .study import OptionError, _defaults, _is_int, _need, add_options, check_options, read_study_config, run_study, with_config
 
 # %% auto #0
 __all__ = ['DELTAS', 'CORRELATIONS', 'in_language', 'conclusions', 'seed_table', 'spread', 'check_seeds', 'run_seeds',
@@ -74,7 +74,7 @@ def run_seeds(
         raise TypeError(f"run_seeds takes the study's options but seed (give `seeds`), not {', '.join(sorted(unknown))}.")
     if study.get('config') is not None and 'seed' in read_study_config(study['config']):
         raise OptionError('config', "{opt} %s sets a seed: remove it, the seeds come from --seeds." % study['config'])
-    o = check_options(SimpleNamespace(**{**_defaults(), **study, 'seed': seeds[0], 'out': out, 'task_table': None}))
+    o = check_options(SimpleNamespace(**with_config({**_defaults(), **study, 'seed': seeds[0], 'out': out})))   # a study file's too
     results = {}
     for i, s in enumerate(seeds):
         log(f"[seeds] seed {s} ({i + 1} of {len(seeds)}): {Path(out)/f'seed-{s}'/o.spec.name}")

@@ -20,6 +20,8 @@ def test_a_bad_study_option_is_refused_before_the_first_seed(tmp_path, shared_da
     with pytest.raises(TypeError, match='seed'): run_seeds([0, 1], out=tmp_path, seed=4)
     cfg = tmp_path/'study.toml'; cfg.write_text('seed = 3\n')
     with pytest.raises(OptionError, match='sets a seed'): run_seeds([0, 1], out=tmp_path, config=str(cfg))
+    cfg.write_text('top_m = 0\n')                                        # a study file's options are checked as well
+    with pytest.raises(OptionError, match='top_m must be an integer >= 1'): run_seeds([0, 1], out=tmp_path, config=str(cfg))
     assert sorted(p.name for p in tmp_path.iterdir()) == ['study.toml']
 
 def test_the_command_names_the_option_as_typed(capsys):
