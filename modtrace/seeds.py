@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 import numpy as np, pandas as pd
 from .core import atomic_write
-from .study import OptionError, _defaults, _is_int, _need, add_options, check_options, read_study_config, run_study, with_config
+from .study import OptionError, _defaults, _is_int, _need, add_options, check_options, processes, read_study_config, run_study, with_config
 
 # %% auto #0
 __all__ = ['DELTAS', 'CORRELATIONS', 'in_language', 'conclusions', 'seed_table', 'spread', 'check_seeds', 'run_seeds',
@@ -75,14 +75,15 @@ def run_seeds(
     if study.get('config') is not None and 'seed' in read_study_config(study['config']):
         raise OptionError('config', "{opt} %s sets a seed: remove it, the seeds come from --seeds." % study['config'])
     o = check_options(SimpleNamespace(**with_config({**_defaults(), **study, 'seed': seeds[0], 'out': out})))   # a study file's too
-    results = {}
+    main = processes().is_main_process                               # under `accelerate launch`: one writer, one log
+    log, results = log if main else (lambda *a: None), {}
     for i, s in enumerate(seeds):
         log(f"[seeds] seed {s} ({i + 1} of {len(seeds)}): {Path(out)/f'seed-{s}'/o.spec.name}")
         results[s] = run_study(**study, seed=s, out=str(Path(out)/f'seed-{s}'), log=log).results
     table = seed_table(results)
     over = spread(table)
     f = Path(out)/f'{o.spec.name}-seeds.csv'
-    atomic_write(f, table.to_csv()); atomic_write(f.with_name(f'{f.stem}-spread.csv'), over.to_csv())
+    if main: atomic_write(f, table.to_csv()); atomic_write(f.with_name(f'{f.stem}-spread.csv'), over.to_csv())
     log(f"[seeds] each conclusion per seed -> {f}\n{table.round(2).to_string()}\n\nover the seeds:\n{over.round(2).to_string()}")
     return table, over
 
