@@ -14,13 +14,14 @@ from .subnetworks import (heads_disabled, head_usage, mask_intersection, mask_si
                                   shared_heads)
 from .aggregate import contributions, correlation, delta, relatedness_agreement, specialization
 from .figures import (plot_contributions, plot_correlation, plot_head_usage, plot_layer_correlation,
-                              plot_layer_similarity, plot_overlap_vs_influence, plot_pairs, plot_specialization_curves, table2)
+                              plot_layer_similarity, plot_overlap_vs_influence, plot_pairs, plot_specialization_curves, save_figure,
+                              table2)
 
 # %% auto #0
 __all__ = ['RUNS', 'RESULTS', 'Variant', 'study_variants', 'default_choices', 'ResultInputs', 'shares_of', 'deltas',
            'own_contributions', 'per_checkpoint', 'spec_vs_accuracy', 'mask_vs_influence', 'accuracy_table', 'Result',
-           'register_result', 'study_results', 'group_contributions', 'group_relatedness', 'model_health',
-           'health_note', 'plot_result', 'write_results']
+           'register_result', 'study_results', 'group_contributions', 'group_relatedness', 'specificity_gap',
+           'model_health', 'health_note', 'plot_result', 'write_results']
 
 # %% ../nbs/12_results.ipynb #c005
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class ResultInputs:
     top_m: int = 100          # the top-m of the rankings (titles)
     groups: pd.DataFrame|None = None     # the full model's shares per layer group (a `group` column), if scored
     estimator: pd.DataFrame|None = None  # sketched against exact influence on a sample (`modtrace.study.estimator_stage`)
+    specificity: pd.DataFrame|None = None  # full FT's test accuracy (%) per (mask_lang, test_lang) (`modtrace.study.specificity_stage`)
     @property
     def langs(self) -> list: return list(self.xi)
     @property
@@ -287,6 +289,23 @@ register_result('relatedness_by_group', 'beyond the paper: the demo check per la
 register_result('estimator_check', 'beyond the paper: sketched against exact influence', '', lambda c, d: c.estimator, kind='table')
 
 # %% ../nbs/12_results.ipynb #c047
+def specificity_gap(
+    spec:pd.DataFrame,  # `mask_specificity`: mask_lang, test_lang, accuracy (%)
+) -> pd.DataFrame:
+    "Per subnetwork ℓ: accuracy (%) on ℓ, mean accuracy on the other languages, and the gap (pp)."
+    own = spec[spec.mask_lang == spec.test_lang].set_index('mask_lang')['accuracy']
+    others = spec[spec.mask_lang != spec.test_lang].groupby('mask_lang', sort=False)['accuracy'].mean()
+    return pd.DataFrame({'own': own, 'others': others, 'gap': own - others}).rename_axis('mask_lang').reset_index()
+
+def _plot_specificity(df, path, title, s):
+    fig = plot_pairs(df.rename(columns={'mask_lang': 'lang_a', 'test_lang': 'lang_b'}), 'accuracy', None, title, fmt='.1f')
+    return save_figure(fig, df, path)                   # the CSV keeps the table's own column names
+
+register_result('mask_specificity', 'beyond the paper: how language-specific the subnetworks are',
+                "Full FT: test accuracy (%) of each language (columns) under each language's subnetwork (rows)",
+                lambda c, d: c.specificity, _plot_specificity)
+
+# %% ../nbs/12_results.ipynb #c052
 from scipy import stats as _stats
 
 def model_health(
@@ -314,11 +333,11 @@ def health_note(health:pd.DataFrame|None) -> str:
     return '⚠ ' + '; '.join(f"{w}: " + ', '.join(f"{m} ({', '.join(g.test_lang)})" for m, g in b.groupby('model', sort=False))
                             for w, b in bad.groupby('warning', sort=False))
 
-# %% ../nbs/12_results.ipynb #c051
+# %% ../nbs/12_results.ipynb #c056
 register_result('model_health', 'a check before reading any figure', 'Accuracy against the majority class, per model and language',
                 lambda c, d: model_health(c), kind='table')
 
-# %% ../nbs/12_results.ipynb #c053
+# %% ../nbs/12_results.ipynb #c058
 def _entry(name:str, ctx_focus:str) -> Result:
     for r in RESULTS:
         if r.name.format(focus=ctx_focus) == name: return r
@@ -340,7 +359,7 @@ def plot_result(
     title = '\n'.join(t for t in (r.title.format(m=top_m, focus=focus), health_note(results.get('model_health'))) if t)
     return r.plot(df, path, title, SimpleNamespace(results=results, xi=xi))
 
-# %% ../nbs/12_results.ipynb #c055
+# %% ../nbs/12_results.ipynb #c060
 import shutil
 
 def write_results(

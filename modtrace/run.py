@@ -47,6 +47,7 @@ STAGE_CODE = {                                   # stage -> the modtrace modules
     'influence': ('store', 'influence', 'aggregate'),
     'groups':    ('store', 'influence', 'aggregate'),
     'estimator': ('core', 'model', 'finetune', 'sketch', 'store', 'influence'),
+    'specificity': ('core', 'model', 'finetune'),
     'results':   ('aggregate', 'subnetworks', 'figures', 'results'),
 }
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 import numpy as np, pandas as pd
 from .core import atomic_write
+from .results import specificity_gap
 from .study import OptionError, _defaults, _is_int, _need, add_options, check_options, processes, read_study_config, run_study, with_config
 
 # %% auto #0
@@ -36,6 +37,8 @@ def conclusions(
     row |= {col: float(results[name]['pearson_r'].iloc[0]) for col, name in CORRELATIONS.items()}
     rel = results.get('relatedness_vs_influence_stats')
     row['planted ρ'] = np.nan if rel is None else float(rel['spearman_rho'].iloc[0])
+    spec = results.get('mask_specificity')           # (studies before modtrace recorded it have none)
+    row['subnetwork specificity'] = np.nan if spec is None else float(specificity_gap(spec)['gap'].mean())
     row['health warnings'] = int(results['model_health']['warning'].fillna('').astype(str).str.len().gt(0).sum())
     return row
 

@@ -17,7 +17,7 @@ from fastcore.docments import docments
 from .core import atomic_write, torch_threads, write_json
 from .data import DataError, get_task, load_splits, read_config, task_from_config, tokenize
 from .model import check_masks, load_checkpoint, load_classifier, load_masks, load_tokenizer, model_shape, random_mask, save_masks, shuffle_mask
-from .finetune import finetune
+from .finetune import evaluate, finetune
 from .demo import local_model, local_model_spec
 from .subnetworks import find_subnetworks, heads_disabled, load_subnetworks, mask_intersection, save_subnetworks
 from .store import sketch_checkpoints
@@ -34,9 +34,10 @@ __all__ = ['PAPER_SIZES', 'SKETCH', 'EXACT_BUDGET', 'CHECK_D', 'COMMANDS', 'Opti
            'data_fingerprint', 'StudyData', 'processes', 'prepare', 'tracin_checkpoints', 'check_against_data',
            'disk_plan', 'check_disk', 'finetune_stage', 'study_masks', 'prune_stage', 'subnetworks_stage',
            'sketch_folder', 'sketch_stage', 'influence_stage', 'scored', 'sketch_options', 'trace', 'unused_after',
-           'drop_stores', 'groups_stage', 'estimator_stage', 'results_stage', 'Study', 'accuracy_frame', 'environment',
-           'record_study', 'run_study', 'fine_tune_all', 'finish', 'study_choices', 'log_summary', 'read_study_config',
-           'with_config', 'to_toml', 'write_study_config', 'add_options', 'cli_parser', 'command', 'main']
+           'drop_stores', 'groups_stage', 'estimator_stage', 'specificity_stage', 'results_stage', 'Study',
+           'accuracy_frame', 'environment', 'record_study', 'run_study', 'fine_tune_all', 'finish', 'study_choices',
+           'log_summary', 'read_study_config', 'with_config', 'to_toml', 'write_study_config', 'add_options',
+           'cli_parser', 'command', 'main']
 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
@@ -441,7 +442,18 @@ def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     last = df[df.checkpoint == str(d.tracin_epochs[-1])]
     return df.assign(d_for_overlap_90=d_for_overlap(last['d'].tolist(), last['overlap_pos'].tolist()))
 
-# %% ../nbs/14_study.ipynb #c043
+# %% ../nbs/14_study.ipynb #c044
+def specificity_stage(run:RunFolder, d:StudyData, full, xi:dict) -> tuple[pd.DataFrame, str]:
+    "The final full model's test accuracy (%) on each language under each language's subnetwork; (table, stage)."
+    test = d.splits['test']
+    out = run.stage('specificity', ft=run.rel(full.out_dir), xi=xi, examples=_key(test))
+    if not (f := out/'accuracy.csv').exists():
+        df = pd.DataFrame([{'mask_lang': l, 'test_lang': k, 'accuracy': 100 * a}
+                           for l in xi for k, a in evaluate(full.model, test, xi[l], progress=False).items() if k != 'all'])
+        atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'specificity')
+    return pd.read_csv(f), out.name
+
+# %% ../nbs/14_study.ipynb #c045
 def _hash_frame(df:pd.DataFrame) -> str:
     import hashlib
     return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()
@@ -451,6 +463,7 @@ def results_stage(run:RunFolder, ctx:ResultInputs) -> tuple[dict, str]:
     out = run.stage('results', shares=_hash_frame(ctx.shares), acc=ctx.acc, xi=ctx.xi, focus=ctx.focus,
                     groups=None if ctx.groups is None else _hash_frame(ctx.groups),
                     estimator=None if ctx.estimator is None else _hash_frame(ctx.estimator),
+                    **({} if ctx.specificity is None else {'specificity': _hash_frame(ctx.specificity)}),
                     variants=[(v.name, v.label) for v in ctx.variants], compose=ctx.compose, n_boot=ctx.n_boot, seed=ctx.seed,
                     relatedness=None if ctx.relatedness is None else ctx.relatedness.to_dict())
     f, figs = out/'results.pkl', run.path/'figures'
@@ -465,7 +478,7 @@ def results_stage(run:RunFolder, ctx:ResultInputs) -> tuple[dict, str]:
         atomic_write(stamp, out.name)
     return res, out.name
 
-# %% ../nbs/14_study.ipynb #c045
+# %% ../nbs/14_study.ipynb #c047
 @dataclass
 class Study:
     "A finished study, read from its run folder: settings, masks, accuracy, shares and every result."
@@ -486,7 +499,7 @@ class Study:
         "Draw one result in the paper's form (tables come back as DataFrames)."
         return plot_result(name, self.results, self.masks, top_m=self.settings['top_m'], focus=self.settings['focus'])
 
-# %% ../nbs/14_study.ipynb #c046
+# %% ../nbs/14_study.ipynb #c048
 @patch(cls_method=True)
 def load(cls:Study, run) -> Study:
     "The finished study in the run folder `run`, as it was written; nothing is recomputed."
@@ -497,11 +510,11 @@ def load(cls:Study, run) -> Study:
     st = rec['stages']
     shares = pd.concat([pd.read_csv(rf.path/f/'shares.csv', dtype={'epoch': str, 'id': str}).assign(variant=v)
                         for v, f in st['influence'].items()], ignore_index=True)
-    folders = [st[k] for k in ('full', 'sft', 'rsft', 'results')] + list(st['influence'].values()) + [st[k] for k in ('prune', 'groups', 'estimator') if st.get(k)]
+    folders = [st[k] for k in ('full', 'sft', 'rsft', 'results')] + list(st['influence'].values()) + [st[k] for k in ('prune', 'groups', 'estimator', 'specificity') if st.get(k)]
     return cls(rf.path, rec['settings'], pd.read_csv(rf.path/'accuracy.csv', index_col=0, header=[0, 1]),
                load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders))
 
-# %% ../nbs/14_study.ipynb #c048
+# %% ../nbs/14_study.ipynb #c050
 def accuracy_frame(runs:dict) -> pd.DataFrame:
     "Test and dev accuracy per language of the three fine-tuning runs (RUN/accuracy.csv)."
     table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev') for how, r in runs.items()})
@@ -520,7 +533,7 @@ def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict
     write_json(run.path/'study.json', {'settings': settings, 'model': model, 'environment': environment(),
                                        'stages': {**{k: r.out_dir.name for k, r in runs.items()}, **stages}}, indent=1)
 
-# %% ../nbs/14_study.ipynb #c050
+# %% ../nbs/14_study.ipynb #c052
 def run_study(
     task:str='demo',            # xnli | xnli3 | pawsx | marc | demo | demo_single, or a task file (TOML/YAML, `modtrace.data.task_from_config`)
     langs:list[str]|None=None,  # the languages to study (at least 2, any the data has); default: the task's
@@ -570,14 +583,16 @@ def run_study(
         shares, used, (te, tr) = trace(run, runs, d, variants, o, log)
         groups, gstage = groups_stage(run, te, tr, o) if o.layer_groups and run.main else (None, None)   # (the main process reads them)
         check, cstage = estimator_stage(run, runs['full'], d, te, tr, o, log) if o.check_estimator and run.main else (None, None)
+        spec, sstage = specificity_stage(run, d, runs['full'], xi) if run.main else (None, None)
         ctx = ResultInputs(shares, {k: runs[r].results['epochs'] for k, r in RUNS.items()}, xi, variants, focus_, comp,
-                           d.spec.relatedness(o.seed) if d.spec.relatedness else None, o.n_boot, o.seed, o.top_m, groups, check)
+                           d.spec.relatedness(o.seed) if d.spec.relatedness else None, o.n_boot, o.seed, o.top_m, groups, check, spec)
         if not o.keep_stores and run.main: drop_stores(run, {t.path.parent.name for t in (te[0], tr[0])}, log)
-        if run.main: finish(run, d, o, runs, ctx, sub, {'prune': pruned, 'influence': used, 'groups': gstage, 'estimator': cstage}, log)
+        if run.main: finish(run, d, o, runs, ctx, sub, {'prune': pruned, 'influence': used, 'groups': gstage, 'estimator': cstage,
+                                                        'specificity': sstage}, log)
         ps.wait_for_everyone()
     return Study.load(run.path)
 
-# %% ../nbs/14_study.ipynb #c052
+# %% ../nbs/14_study.ipynb #c054
 def fine_tune_all(run:RunFolder, d:StudyData, o:SimpleNamespace, log=print) -> tuple[dict, dict, dict, str|None]:
     "Stages 1-3: full fine-tuning, the subnetworks, SFT and random SFT; (runs, masks, random masks, pruning stage or None)."
     runs = {'full': finetune_stage(run, d, 'full', progress=o.progress, log=log)}
@@ -599,7 +614,7 @@ def finish(run:RunFolder, d:StudyData, o:SimpleNamespace, runs:dict, ctx:ResultI
     if o.report: done = [('executed notebook', write_report(run.path, log)[0]), *done, ('docs site', run.path/'docs'/'index.html')]
     log(f"[{run.path.name}] done.\n" + '\n'.join(f"  {k}: {v}" for k, v in done))
 
-# %% ../nbs/14_study.ipynb #c053
+# %% ../nbs/14_study.ipynb #c055
 def study_choices(xi:dict, o:SimpleNamespace, spec, log=print) -> tuple[str, list, list]:
     "Fig. 3 and Fig. 19's languages: given, or chosen from the masks' similarity (`default_choices`)."
     f, sub, comp = default_choices(xi, o.focus or (spec.focus_lang if spec.focus_lang in xi else None))
@@ -619,7 +634,7 @@ def log_summary(run:RunFolder, res:dict, log=print):
         log(f"[{run.path.name}] planted relatedness vs measured influence:\n"
             f"{res['relatedness_vs_influence_stats'].to_string(index=False, float_format=lambda x: f'{x:.3g}')}")
 
-# %% ../nbs/14_study.ipynb #c055
+# %% ../nbs/14_study.ipynb #c057
 def _defaults() -> dict:
     return {k: p.default for k, p in inspect.signature(run_study).parameters.items() if k != 'log'}
 
@@ -646,7 +661,7 @@ def with_config(opts:dict) -> dict:
     doc, defaults = read_study_config(opts['config']), _defaults()
     return {**opts, 'task_table': doc.pop('task_table', None), **{k: v for k, v in doc.items() if opts[k] == defaults[k]}}
 
-# %% ../nbs/14_study.ipynb #c060
+# %% ../nbs/14_study.ipynb #c062
 def _toml_value(v) -> str:
     if isinstance(v, bool): return 'true' if v else 'false'
     if isinstance(v, (int, float)): return repr(v)
@@ -670,7 +685,7 @@ def write_study_config(run:RunFolder, settings:dict, o:SimpleNamespace) -> Path:
         src = Path(o.spec.source); atomic_write(run.path/f'task{src.suffix}', src.read_bytes()); keep['task'] = f'task{src.suffix}'
     return atomic_write(run.path/'study.toml', to_toml(keep))
 
-# %% ../nbs/14_study.ipynb #c063
+# %% ../nbs/14_study.ipynb #c065
 def _cli_type(anno):
     "(type, several values?, choices) of a parameter's annotation for argparse."
     args = [a for a in typing.get_args(anno) if a is not type(None)]
@@ -705,7 +720,7 @@ def cli_parser(
     "An argparse parser generated from `func`'s signature and docments: one source for parameters and help."
     return add_options(argparse.ArgumentParser(prog=prog, description=func.__doc__), func, skip)
 
-# %% ../nbs/14_study.ipynb #c067
+# %% ../nbs/14_study.ipynb #c069
 COMMANDS = ('study', 'seeds')
 
 def command(

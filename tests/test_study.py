@@ -243,3 +243,14 @@ def test_no_keep_stores_leaves_no_store_and_the_same_results(reference, tiny_fol
     assert sorted(p.name for p in run.glob('influence-*')) == inf and not list(run.glob('sketch-*'))
     drops = [x for x in again if 'dropped' in x]
     assert len(drops) == 1 and 'dropped 2 sketch store folder(s)' in drops[0], drops
+
+def test_mask_specificity_is_every_language_under_every_subnetwork(reference):
+    "Beyond the paper: the full model's accuracy on each language under each subnetwork; its diagonal is Table 2's."
+    st, run = reference
+    spec = pd.read_csv(run/'figures'/'mask_specificity.csv')
+    assert (run/'figures'/'mask_specificity.png').exists() and len(spec) == len(LANGS) ** 2
+    assert list(dict.fromkeys(spec.mask_lang)) == LANGS and list(dict.fromkeys(spec.test_lang)) == LANGS
+    own = spec[spec.mask_lang == spec.test_lang].set_index('test_lang')['accuracy']
+    t2 = pd.read_csv(run/'figures'/'table2_accuracy.csv').set_index('lang')['full FT + subnetwork']
+    pd.testing.assert_series_equal(own, t2.loc[LANGS], check_names=False)      # two code paths, one accuracy
+    assert 'specificity' in json.loads((run/'study.json').read_text())['stages']
