@@ -463,7 +463,7 @@ def results_stage(run:RunFolder, ctx:ResultInputs) -> tuple[dict, str]:
     out = run.stage('results', shares=_hash_frame(ctx.shares), acc=ctx.acc, xi=ctx.xi, focus=ctx.focus,
                     groups=None if ctx.groups is None else _hash_frame(ctx.groups),
                     estimator=None if ctx.estimator is None else _hash_frame(ctx.estimator),
-                    **({} if ctx.specificity is None else {'specificity': _hash_frame(ctx.specificity)}),
+                    specificity=None if ctx.specificity is None else _hash_frame(ctx.specificity),
                     variants=[(v.name, v.label) for v in ctx.variants], compose=ctx.compose, n_boot=ctx.n_boot, seed=ctx.seed,
                     relatedness=None if ctx.relatedness is None else ctx.relatedness.to_dict())
     f, figs = out/'results.pkl', run.path/'figures'
