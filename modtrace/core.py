@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['BUILDS', 'atomic_write', 'write_json', 'cache_dir', 'atomic_build', 'evaluating', 'torch_threads']
+__all__ = ['BUILDS', 'atomic_write', 'write_json', 'cache_dir', 'atomic_build', 'evaluating', 'torch_threads', 'column']
 
 # %% ../nbs/00_core.ipynb #c005
 def atomic_write(
@@ -90,3 +90,13 @@ def torch_threads(
     if n is not None: torch.set_num_threads(n)
     try: yield torch.get_num_threads()
     finally: torch.set_num_threads(was)
+
+# %% ../nbs/00_core.ipynb #c026
+def column(
+    ds,          # a 🤗 `Dataset` (any version), or anything indexable by column name
+    name:str,    # the column
+) -> list:
+    "Column `name` of `ds` as a list, read at once (not row by row)."
+    c = ds[name]
+    try: return list(c[:])                                               # a lazy column (datasets >= 4) is read at once when sliced
+    except TypeError: return list(c)

@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed, DistributedType
 from transformers import get_scheduler
 from tqdm.auto import tqdm
-from .core import evaluating, write_json
+from .core import column, evaluating, write_json
 from .model import (check_mask, check_masks, cross_entropy, head_gate, head_param_masks, load_checkpoint,
                             model_shape)
 from .data import tokenize
@@ -51,7 +51,7 @@ MODEL_INPUTS = ('input_ids', 'attention_mask', 'token_type_ids')
 
 def languages(ds:Dataset) -> list[str]:
     "The languages of a split, in order of first appearance (the task's order)."
-    return list(dict.fromkeys(list(ds['lang'])))
+    return list(dict.fromkeys(column(ds, 'lang')))
 
 def model_columns(
     ds:Dataset,              # tokenized examples with `lang` and `label`
@@ -64,7 +64,7 @@ def model_columns(
                                  "Pass splits from modtrace.data (tokenized with `tokenize`, or raw with a tokenizer).")
     langs = langs or languages(ds)
     lid = {l: i for i, l in enumerate(langs)}
-    if unknown := sorted(set(ds['lang']) - set(lid)): raise ValueError(f"The split has language(s) {unknown} not in {langs}.")
+    if unknown := sorted(set(column(ds, 'lang')) - set(lid)): raise ValueError(f"The split has language(s) {unknown} not in {langs}.")
     ds = ds.map(lambda b: {'lang_id': [lid[l] for l in b['lang']]}, batched=True)
     keep = [c for c in MODEL_INPUTS if c in ds.column_names] + ['label', 'lang_id']
     return ds.select_columns(keep).rename_column('label', 'labels')
@@ -187,8 +187,8 @@ def predict(
             pred = logits.argmax(-1)
             if accelerator: pred, loss = accelerator.gather_for_metrics((pred, loss))
             preds.append(pred.cpu()); losses.append(loss.cpu())
-    df = pd.DataFrame({'id': list(ds['id']) if 'id' in ds.column_names else range(len(ds)), 'lang': list(ds['lang']),
-                       'label': list(ds['label']), 'pred': torch.cat(preds).numpy(), 'loss': torch.cat(losses).numpy()})
+    df = pd.DataFrame({'id': column(ds, 'id') if 'id' in ds.column_names else range(len(ds)), 'lang': column(ds, 'lang'),
+                       'label': column(ds, 'label'), 'pred': torch.cat(preds).numpy(), 'loss': torch.cat(losses).numpy()})
     df['correct'] = df['pred'] == df['label']
     return df
 
@@ -377,7 +377,7 @@ def _claim(out_dir:Path, settings:dict, main:bool):
 # %% ../nbs/04_finetune.ipynb #c100
 def _training_parts(model, sets, langs, masks, s, num_processes) -> tuple:
     "The batch sampler, training batches, AdamW and learning-rate schedule of a run, before `accelerator.prepare`."
-    sampler = (LanguageBatches(list(sets['train']['lang']), s['batch_size'], s['seed'], num_processes) if masks
+    sampler = (LanguageBatches(column(sets['train'], 'lang'), s['batch_size'], s['seed'], num_processes) if masks
                else EpochBatches(len(sets['train']), s['batch_size'], s['seed']))
     loader = example_loader(sets['train'], model.config.pad_token_id, langs=langs, batch_sampler=sampler)
     optimizer = torch.optim.AdamW(_param_groups(model, s['weight_decay']), lr=s['lr'])

@@ -4,20 +4,22 @@
 
 # %% ../nbs/07_store.ipynb #c002
 from __future__ import annotations
-import json, os, shutil, zlib
+import json, multiprocessing, os, shutil, zlib
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-import torch
+import datasets, torch, transformers
 from torch import nn
-from .core import write_json
+from fastcore.basics import patch
+from .core import column, write_json
 from .model import cross_entropy, load_checkpoint
 from .sketch import Sketcher, iter_sketches
 
 # %% auto #0
 __all__ = ['AGREE', 'StoreError', 'StoreCorrupt', 'checkpoint_info', 'check_compatible', 'SketchStore', 'store_dtype',
-           'build_store', 'sketch_checkpoints', 'part_rows', 'build_part', 'merge_parts']
+           'build_store', 'sketch_checkpoints', 'part_rows', 'build_part', 'merge_parts', 'LocalPool']
 
 # %% ../nbs/07_store.ipynb #c005
 class StoreError(ValueError):
@@ -80,7 +82,7 @@ class SketchStore:
     def __repr__(self): return f"SketchStore({self.path}, n={len(self)}, dim={self.header['dim']}, checkpoint={self.header['checkpoint']})"
     def rows(self, start:int, stop:int) -> torch.Tensor:
         "Sketches of rows [start, stop) as float32: (rows, dim)."
-        return torch.from_numpy(np.array(self.sketches[start:stop], dtype=np.float32))  # a copy: the memmap is read-only
+        return torch.from_numpy(np.array(self.sketches[start:stop])).float()   # a copy (the memmap is read-only); torch widens float16 fast
 
 # %% ../nbs/07_store.ipynb #c013
 def _open_array(path:Path, header:dict, mode:str):
@@ -123,7 +125,7 @@ def store_dtype(
 
 def _header(sk:Sketcher, model, ds, checkpoint, model_name, xi, dtype, root=None) -> dict:
     "What the store's sketches are (see the intro); everything scoring needs to refuse a mismatch."
-    ids = [str(i) for i in ds['id']] if 'id' in ds.column_names else [str(i) for i in range(len(ds))]
+    ids = [str(i) for i in column(ds, 'id')] if 'id' in ds.column_names else [str(i) for i in range(len(ds))]
     h = {'format': 1, 'model': model_name or getattr(model.config, '_name_or_path', '') or type(model).__name__,
          'checkpoint': None if checkpoint is None else checkpoint_info(checkpoint, root), 'mask': _mask_json(xi),
          'layers': sk.names, 'sizes': [sk.sizes[n] for n in sk.names], 'd': sk.d, 'seed': sk.seed, 'exact': sk.exact,
@@ -189,13 +191,13 @@ def build_store(
         return st
     arr, prog = _resume(path, header)
     n, written = len(ds), 0
-    labels = list(ds['label'])
+    labels = column(ds, 'label')
     with sk, tqdm(total=n, initial=prog['done'], desc=f'sketch {path.name}', disable=not progress, leave=False) as bar:
         for c in range(prog['done'], n, chunk_size):
             if stop_after is not None and written >= stop_after: return None
             stop = min(c + chunk_size, n)
             outs = list(iter_sketches(sk, ds, xi, batch_size, start=c, stop=stop, progress=False))
-            S = torch.cat([o[1] for o in outs]).numpy().astype(arr.dtype)          # (rows, dim)
+            S = torch.cat([o[1] for o in outs]).to(getattr(torch, arr.dtype.name)).numpy()   # (rows, dim); torch rounds as numpy does, 40x faster
             pred, loss = (torch.cat([o[i] for o in outs]).tolist() for i in (2, 3))
             arr[c:stop] = S; arr.flush()                                             # 1. the rows, on disk
             lab = labels[c:stop]
@@ -219,6 +221,7 @@ def sketch_checkpoints(
     log=print,             # where a rebuild is announced
     part:int=0, n_parts:int=1,  # this process's share of the rows, of how many processes (`build_part`)
     barrier=None,          # with n_parts > 1: callable waiting for every process (e.g. `accelerate.PartialState().wait_for_everyone`)
+    pool=None,             # a `LocalPool` (entered) whose local processes share each store that needs sketching
     **kw,                  # passed to `build_store` (xi, d, layers, seed, dtype, model_name, root, ...)
 ) -> list[SketchStore]:
     "One store per checkpoint θ_e, resumable; a checkpoint's weights are loaded only if its store needs sketching."
@@ -234,6 +237,7 @@ def sketch_checkpoints(
             build_part(model, ds, path, part, n_parts, checkpoint=ck, **kw); barrier()
             if part == 0: merge_parts(path, n_parts)
             barrier()
+        elif pool is not None and pool.n > 1 and not done: pool.build(model, ds, path, ck, load_fn, **kw)
         out.append(build_store(model, ds, path, checkpoint=ck, **kw))
     return out
 
@@ -295,3 +299,72 @@ def merge_parts(
     if cleanup:
         for p in [*(q.path for q in parts), *empty]: shutil.rmtree(p)
     return SketchStore(path)
+
+# %% ../nbs/07_store.ipynb #c039
+def _quiet() -> tuple:
+    "The caller's verbosity and progress bars of 🤗 transformers and datasets (a worker keeps the same)."
+    return transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
+
+def _pool_init(model:nn.Module, threads:int, quiet:tuple):
+    "A worker's start: its copy of the architecture, its threads, and the caller's verbosity."
+    global _POOL_MODEL
+    torch.set_num_threads(threads); _POOL_MODEL = model
+    transformers.logging.set_verbosity(quiet[0])
+    if not quiet[1]: transformers.logging.disable_progress_bar()
+    if not quiet[2]: datasets.disable_progress_bars()
+
+def _pool_part(ds, path, part:int, n_parts:int, checkpoint, load_fn, kw:dict):
+    "A worker's task: θ_e's weights into its model, then its share of `ds` (`build_part`)."
+    load_fn(_POOL_MODEL, Path(checkpoint))
+    build_part(_POOL_MODEL, ds, path, part, n_parts, checkpoint=checkpoint, **{**kw, 'progress': False})
+
+def _with_model(fn, args, kw):
+    "A worker's task that takes its copy of the model first (`LocalPool.submit(..., with_model=True)`)."
+    return fn(_POOL_MODEL, *args, **kw)
+
+def _here():
+    "This module, imported by name: what a spawned worker can find (a notebook's own functions it cannot)."
+    import modtrace.store as m
+    return m
+
+class LocalPool:
+    "`n` local processes sketching each store's shares: the caller and `n - 1` spawned workers, `threads` threads each."
+    def __init__(self,
+                 model:nn.Module,   # a classifier of the run's architecture (the workers get a copy; weights come per checkpoint)
+                 n:int=2,           # processes in all, the caller included; 1: no workers
+                 threads:int=1):    # torch threads of each worker
+        if not (isinstance(n, int) and n >= 1): raise StoreError(f"A LocalPool needs n >= 1 processes, not {n!r}.")
+        self.model, self.n, self.threads, self.ex = model, n, threads, None
+    def __enter__(self):
+        if self.n > 1: self.ex = ProcessPoolExecutor(self.n - 1, mp_context=multiprocessing.get_context('spawn'),
+                                                     initializer=_here()._pool_init, initargs=(self.model, self.threads, _quiet()))
+        return self
+    def __exit__(self, *exc):
+        if self.ex is not None: self.ex.shutdown(wait=True, cancel_futures=True); self.ex = None
+
+# %% ../nbs/07_store.ipynb #c040
+@patch
+def build(self:LocalPool,
+          model:nn.Module,   # the caller's model, θ_e's weights loaded: it sketches share 0
+          ds, path,          # the examples and the store's folder
+          checkpoint,        # θ_e's folder: each worker loads it with `load_fn`
+          load_fn=load_checkpoint,
+          **kw,              # passed to `build_store`
+         ) -> SketchStore:
+    "Sketch `ds` into the store at `path`, each process its share (`build_part`), merged into the store one process writes."
+    if self.n > 1 and self.ex is None: raise StoreError("Use the LocalPool in a `with` block: its workers start there.")
+    futures = [self.ex.submit(_here()._pool_part, ds, path, p, self.n, checkpoint, load_fn, kw) for p in range(1, self.n)]
+    build_part(model, ds, path, 0, self.n, checkpoint=checkpoint, **kw)
+    for f in futures: f.result()                                         # a worker's error is raised here
+    return merge_parts(path, self.n)
+
+# %% ../nbs/07_store.ipynb #c041
+@patch
+def submit(self:LocalPool,
+           fn,                     # importable by name (a module's function, not a notebook's or a lambda)
+           *args,
+           with_model:bool=False,  # call `fn(model, *args, **kw)` with the worker's copy of the architecture
+           **kw):
+    "Run `fn(*args, **kw)` in a worker: a `concurrent.futures.Future`."
+    if self.ex is None: raise StoreError("LocalPool.submit needs workers: n >= 2, in a `with` block.")
+    return self.ex.submit(_here()._with_model, fn, args, kw) if with_model else self.ex.submit(fn, *args, **kw)

@@ -4,8 +4,8 @@
 
 # %% ../nbs/14_study.ipynb #c002
 from __future__ import annotations
-import argparse, difflib, inspect, json, math, re, shutil, sys, time, types, typing
-from dataclasses import dataclass, field
+import argparse, difflib, inspect, json, math, os, re, shutil, sys, time, types, typing
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Literal
@@ -14,13 +14,13 @@ from fastcore.basics import patch
 from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from fastcore.docments import docments
-from .core import atomic_write, torch_threads, write_json
+from .core import atomic_write, column, torch_threads, write_json
 from .data import DataError, get_task, load_splits, read_config, task_from_config, tokenize
 from .model import check_masks, load_checkpoint, load_classifier, load_masks, load_tokenizer, model_shape, random_mask, save_masks, shuffle_mask
 from .finetune import evaluate, finetune
 from .demo import local_model, local_model_spec
 from .subnetworks import find_subnetworks, heads_disabled, load_subnetworks, mask_intersection, save_subnetworks
-from .store import sketch_checkpoints
+from .store import LocalPool, sketch_checkpoints
 from .influence import RowsView, agreement, d_for_overlap, exact_scores, influence, influence_groups
 from .sketch import SketchError, Sketcher, iter_sketches, select_linears
 import numpy as np
@@ -31,13 +31,13 @@ from .report import check_report, report as write_report
 
 # %% auto #0
 __all__ = ['PAPER_SIZES', 'SKETCH', 'EXACT_BUDGET', 'CHECK_D', 'COMMANDS', 'OptionError', 'check_options', 'study_splits',
-           'data_fingerprint', 'StudyData', 'processes', 'prepare', 'tracin_checkpoints', 'check_against_data',
-           'disk_plan', 'check_disk', 'finetune_stage', 'study_masks', 'prune_stage', 'subnetworks_stage',
-           'sketch_folder', 'sketch_stage', 'influence_stage', 'scored', 'sketch_options', 'trace', 'unused_after',
-           'drop_stores', 'groups_stage', 'estimator_stage', 'specificity_stage', 'results_stage', 'Study',
-           'accuracy_frame', 'environment', 'record_study', 'run_study', 'fine_tune_all', 'finish', 'study_choices',
-           'log_summary', 'read_study_config', 'with_config', 'to_toml', 'write_study_config', 'add_options',
-           'cli_parser', 'command', 'main']
+           'data_fingerprint', 'StudyData', 'processes', 'study_workers', 'prepare', 'tracin_checkpoints',
+           'check_against_data', 'disk_plan', 'check_disk', 'finetune_stage', 'study_masks', 'prune_stage',
+           'subnetworks_stage', 'sketch_folder', 'sketch_stage', 'influence_stage', 'scored', 'sketch_options', 'trace',
+           'unused_after', 'drop_stores', 'groups_stage', 'estimator_stage', 'exact_at', 'specificity_stage',
+           'results_stage', 'Study', 'accuracy_frame', 'environment', 'record_study', 'run_study', 'fine_tune_all',
+           'finish', 'study_choices', 'log_summary', 'read_study_config', 'with_config', 'to_toml',
+           'write_study_config', 'add_options', 'cli_parser', 'command', 'main']
 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
@@ -71,6 +71,7 @@ def check_options(o:SimpleNamespace) -> SimpleNamespace:
     _need(o.tracin_epochs is None or (len(o.tracin_epochs) > 0 and all(_is_int(e) and e >= 1 for e in o.tracin_epochs)),
           'tracin_epochs', "{opt} must be epoch numbers >= 1, not %r." % (o.tracin_epochs,))
     _need(o.precision in ('float32', 'bfloat16', 'float16'), 'precision', "{opt} must be float32, bfloat16 or float16, not %r." % (o.precision,))
+    _need(o.workers is None or (_is_int(o.workers) and o.workers >= 1), 'workers', "{opt} must be an integer >= 1 (leave it out for this machine's cores), not %r." % (o.workers,))
     _need(o.norm in ('cos', 'dot', 'train', 'layer_cos'), 'norm', "{opt} must be one of cos, dot, train, layer_cos, not %r." % (o.norm,))
     _need(_is_int(o.check_estimator) and o.check_estimator >= 0, 'check_estimator', "{opt} must be an integer >= 0 (0: no check), not %r." % (o.check_estimator,))
     _need(o.check_train is None or (_is_int(o.check_train) and o.check_train >= 2 * o.top_m), 'check_train',
@@ -139,7 +140,7 @@ def _largest_scale(o:SimpleNamespace, e:DataError) -> float:
 
 def data_fingerprint(splits) -> str:
     "What the examples are: a hash of every split's (lang, id, label, text) — a changed file changes it."
-    return fingerprint(**{k: [list(ds['lang']), list(ds['id']), list(ds['label']), list(ds['text']), list(ds['text_pair'])]
+    return fingerprint(**{k: [column(ds, c) for c in ('lang', 'id', 'label', 'text', 'text_pair')]
                           for k, ds in splits.items()})
 
 # %% ../nbs/14_study.ipynb #c014
@@ -164,10 +165,26 @@ def processes() -> PartialState:
     return PartialState(cpu=parse_flag_from_env('ACCELERATE_USE_CPU') or not torch.cuda.is_available())
 
 # %% ../nbs/14_study.ipynb #c018
+def _cores() -> int: return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+def study_workers(
+    workers:int|None,         # the option: None for the default
+    threads:int=1,            # each process's threads
+    ps=None,                  # the study's processes (`processes()`)
+) -> int:
+    "The local processes sharing each sketch stage: `workers`, or the cores this process may use / `threads` (at most 4); 1 on a GPU or when launched."
+    ps = ps or processes()
+    if ps.num_processes > 1 or ps.device.type != 'cpu':
+        _need(workers in (None, 1), 'workers', "{opt} shares the sketching among the processes of one CPU machine; on a GPU or "
+              "under accelerate launch leave it out (the launched processes share the work), not %r." % (workers,))
+        return 1
+    return workers or max(1, min(4, _cores() // threads))
+
+# %% ../nbs/14_study.ipynb #c021
 def _model_path(spec, model, seed, train=None):
     "The model to start from: a folder (its absolute path), a hub name, `local:FAMILY` (built on `train`'s texts), or the task's."
     if model is not None and (local := local_model_spec(model)) is not None:
-        texts = [(a, b) if b else a for a, b in zip(train['text'], train['text_pair'])]
+        texts = [(a, b) if b else a for a, b in zip(column(train, 'text'), column(train, 'text_pair'))]
         return str(local_model(**local, texts=texts, seed=seed))          # cached: built once per (family, sizes, texts, seed)
     if model is not None: return str(Path(model).resolve()) if Path(model).exists() else model
     return spec.default_model(seed=seed) if callable(spec.default_model) else spec.default_model
@@ -177,7 +194,7 @@ def prepare(o:SimpleNamespace, log=print, ps=None) -> StudyData:
     spec, t0, ps = o.spec, time.time(), ps or processes()
     try: raw = study_splits(spec, o.data, o.scale, o.seed, {'train': o.train_file} if o.train_file else None, o.langs)
     except DataError as e: raise _options_fix(e, o) from None
-    langs = list(dict.fromkeys(raw['train']['lang']))
+    langs = list(dict.fromkeys(column(raw['train'], 'lang')))
     path = _model_path(spec, o.model, o.seed, raw['train'])
     tok, arch = load_tokenizer(path), load_classifier(path, num_labels=spec.num_labels, seed=o.seed)
     log(f"[{spec.name}] model ready ({time.time() - t0:.0f} s): {path}")
@@ -190,7 +207,7 @@ def prepare(o:SimpleNamespace, log=print, ps=None) -> StudyData:
     log(f"[{spec.name}] {len(raw['train'])} train / {len(raw['dev'])} dev / {len(raw['test'])} test examples; languages {langs}")
     return d
 
-# %% ../nbs/14_study.ipynb #c019
+# %% ../nbs/14_study.ipynb #c022
 def tracin_checkpoints(epochs, n:int) -> list[int]:
     "The checkpoints TracIn sums over: given, or every epoch; checked against the run's `n` epochs."
     ep = sorted(set(int(e) for e in epochs)) if epochs else list(range(1, n + 1))
@@ -211,7 +228,7 @@ def check_against_data(o:SimpleNamespace, d:StudyData):
     try: select_linears(d.arch, o.sketch_layers)
     except SketchError as e: raise OptionError('sketch_layers', "{opt}: %s" % e) from None
 
-# %% ../nbs/14_study.ipynb #c022
+# %% ../nbs/14_study.ipynb #c025
 def _gb(b:float) -> str: return f"{b / 1e9:.2f} GB"
 
 def disk_plan(d:StudyData, o:SimpleNamespace) -> dict:
@@ -220,7 +237,7 @@ def disk_plan(d:StudyData, o:SimpleNamespace) -> dict:
     ckpts = 3 * d.hp['epochs'] * params + 2 * params                      # 3 runs x epochs, + one resumable optimizer state
     sk = Sketcher(d.arch, d=SKETCH['d'], layers=o.sketch_layers, seed=SKETCH['seed'])
     row = sk.dim * np.dtype(SKETCH['dtype']).itemsize * len(d.tracin_epochs)   # one example, every TracIn checkpoint
-    L, n_test = len(d.langs), pd.Series(d.splits['test']['lang']).value_counts()
+    L, n_test = len(d.langs), pd.Series(column(d.splits['test'], 'lang')).value_counts()
     pairs, sub = len(o.compose) if o.compose else 1, len(o.suboptimal) if o.suboptimal else 2
     focus = n_test.max()                                                   # Fig. 3's test language (the largest, to be safe)
     train_stores = 1 + L + 3 + L + 2 * pairs + L                           # full, full/ℓ, random, sft/ℓ, sft ∩ ∪, rsft/ℓ
@@ -238,7 +255,7 @@ def check_disk(run:RunFolder, plan:dict, log=print):
         raise RunError(f"The study needs {_gb(more)} more on the disk of {run.path}, which has {_gb(free)} free: free some space, "
                        "choose another --out, lower --scale, or sketch fewer layers.")
 
-# %% ../nbs/14_study.ipynb #c026
+# %% ../nbs/14_study.ipynb #c029
 def finetune_stage(run:RunFolder, d:StudyData, name:str, masks:dict|None=None, progress:bool=True, log=print):
     "Full fine-tuning (`masks` None) or SFT through `masks`, from the pretrained model: stage `name`, resumable."
     out = run.stage(name, **d.hp, **({'masks': masks} if masks is not None else {}))
@@ -260,7 +277,7 @@ def study_masks(
     n = max(1, round(keep * shape[0] * shape[1]))
     return {l: random_mask(*shape, n, seed=seed + i) for i, l in enumerate(langs)}
 
-# %% ../nbs/14_study.ipynb #c028
+# %% ../nbs/14_study.ipynb #c031
 def prune_stage(run:RunFolder, d:StudyData, full, log=print) -> tuple[dict[str, torch.Tensor], str]:
     "Per-language masks by iterative pruning (Eq. 1) of the fully fine-tuned model, once per fine-tuned model; (masks, stage)."
     out, ps = run.stage('prune', **d.hp), d.ps or processes()
@@ -289,10 +306,10 @@ def subnetworks_stage(run:RunFolder, d:StudyData, full, o:SimpleNamespace, log=p
     if run.main: save_masks(run.path/'masks.json', xi, model=d.path, source=source)
     return xi, stage
 
-# %% ../nbs/14_study.ipynb #c030
+# %% ../nbs/14_study.ipynb #c033
 SKETCH = dict(d=256, seed=0, dtype='float16', layers=None)  # the study's sketch settings (SPEC section 5)
 
-def _key(ds) -> list: return [f"{l}/{i}" for l, i in zip(ds['lang'], ds['id'])]
+def _key(ds) -> list: return [f"{l}/{i}" for l, i in zip(column(ds, 'lang'), column(ds, 'id'))]
 
 def sketch_folder(run:RunFolder, ft, ds, xi=None, epochs=None, **sketch) -> Path:
     "The folder of `sketch_stage`'s stores for these inputs (a pure function of them: nothing is built)."
@@ -309,6 +326,7 @@ def sketch_stage(
     progress:bool=True,
     log=print,                # where a damaged store being sketched again is announced
     ps=None,                  # the study's processes (each sketches its share of the examples)
+    pool=None,                # a `LocalPool` whose local processes share each store (in one study process)
     **sketch,                 # overrides of `SKETCH`
 ) -> list:
     "One `SketchStore` per checkpoint θ_e of `ft` for `ds` under mask ξ, cached and resumable."
@@ -316,11 +334,11 @@ def sketch_stage(
     out = sketch_folder(run, ft, ds, xi, epochs, **sketch)
     stores = sketch_checkpoints(arch, ds, [ft.checkpoints[e - 1] for e in epochs], out, xi=xi, progress=progress,
                                 model_name=ft.out_dir.name, batch_size=64, root=run.path, rebuild_corrupt=True, log=log,
-                                part=ps.process_index, n_parts=ps.num_processes, barrier=ps.wait_for_everyone, **sk)
+                                part=ps.process_index, n_parts=ps.num_processes, barrier=ps.wait_for_everyone, pool=pool, **sk)
     run.done(out, 'sketch', n=len(ds), epochs=epochs)
     return stores
 
-# %% ../nbs/14_study.ipynb #c033
+# %% ../nbs/14_study.ipynb #c036
 def influence_stage(
     run:RunFolder,            # the run folder
     test:list, train:list,    # stores per checkpoint (`sketch_stage`), same checkpoints
@@ -349,7 +367,7 @@ def scored(run:RunFolder, test:str, train:str, m:int, norm:str) -> tuple[pd.Data
     f = run.stage('influence', test=test, train=train, m=m, norm=norm)/'shares.csv'
     return (pd.read_csv(f, dtype={'epoch': str, 'id': str}), f.parent.name) if f.exists() else None   # one reader: fresh and cached are equal
 
-# %% ../nbs/14_study.ipynb #c036
+# %% ../nbs/14_study.ipynb #c039
 def sketch_options(o:SimpleNamespace) -> dict:
     "The sketch stages' settings that differ from `SKETCH` (only those: a stage keeps the key it always had)."
     return {**({} if o.precision == 'float32' else {'precision': o.precision}),
@@ -358,18 +376,21 @@ def sketch_options(o:SimpleNamespace) -> dict:
 def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespace, log=print) -> tuple[pd.DataFrame, dict, tuple]:
     "Stages 4-5: sketch every variant at the TracIn checkpoints and score it; (all shares, {variant: influence stage}, the full model's stores)."
     train, test, ps, pr, t0 = d.splits['train'], d.splits['test'], d.ps or processes(), sketch_options(o), time.time()
-    ds = {v.name: (test.select([j for j, l in enumerate(test['lang']) if l in v.test]), train) for v in variants}
+    ds = {v.name: (test.select([j for j, l in enumerate(column(test, 'lang')) if l in v.test]), train) for v in variants}
     folders = {v.name: [sketch_folder(run, runs[v.run], x, v.xi, d.tracin_epochs, **pr).name for x in ds[v.name]] for v in variants}
     got = {v.name: scored(run, *folders[v.name], o.top_m, o.norm) for v in variants if v.name != 'full'}   # scored before: no sketching
     ps.wait_for_everyone()                               # (every process has read what was done before any writes more)
-    log(f"[{d.hp['task']}] TracIn over checkpoints {d.tracin_epochs}: {len(variants)} variants, top-m = {o.top_m}")
-    for i, v in enumerate(variants):
-        if got.get(v.name) is None:
-            te, tr = (sketch_stage(run, runs[v.run], d.arch, x, v.xi, d.tracin_epochs, o.progress, log, ps, **pr) for x in ds[v.name])
-            got[v.name] = influence_stage(run, te, tr, o.top_m, o.norm) if i % ps.num_processes == ps.process_index else (te, tr)
-            if v.name == 'full': full_stores = (te, tr)
-        if not o.keep_stores and ps.num_processes == 1: drop_stores(run, unused_after(i, variants, folders), log)
-        log(f"[{d.hp['task']}] influence {i + 1}/{len(variants)} {v.name} ({time.time() - t0:.0f} s)")
+    n = study_workers(o.workers, o.threads, ps)
+    log(f"[{d.hp['task']}] TracIn over checkpoints {d.tracin_epochs}: {len(variants)} variants, top-m = {o.top_m}"
+        + (f", {n} processes sketching" if n > 1 else ""))
+    with LocalPool(d.arch, n, o.threads) as pool:                       # (its workers start at the first store to sketch)
+        for i, v in enumerate(variants):
+            if got.get(v.name) is None:
+                te, tr = (sketch_stage(run, runs[v.run], d.arch, x, v.xi, d.tracin_epochs, o.progress, log, ps, pool, **pr) for x in ds[v.name])
+                got[v.name] = influence_stage(run, te, tr, o.top_m, o.norm) if i % ps.num_processes == ps.process_index else (te, tr)
+                if v.name == 'full': full_stores = (te, tr)
+            if not o.keep_stores and ps.num_processes == 1: drop_stores(run, unused_after(i, variants, folders), log)
+            log(f"[{d.hp['task']}] influence {i + 1}/{len(variants)} {v.name} ({time.time() - t0:.0f} s)")
     ps.wait_for_everyone()                                               # every variant scored: read the others' results
     got = {k: influence_stage(run, *g, o.top_m, o.norm) if isinstance(g[0], list) else g for k, g in got.items()}
     if not o.keep_stores and run.main: drop_stores(run, unused_after(len(variants), variants, folders), log)
@@ -389,7 +410,7 @@ def drop_stores(run:RunFolder, names, log=print):
     for g in gone: shutil.rmtree(g)
     log(f"[{run.path.name}] dropped {len(gone)} sketch store folder(s) no later stage reads ({_gb(size)}; --no-keep-stores)")
 
-# %% ../nbs/14_study.ipynb #c039
+# %% ../nbs/14_study.ipynb #c042
 def groups_stage(run:RunFolder, te:list, tr:list, o:SimpleNamespace) -> tuple[pd.DataFrame, str]:
     "The full model's training-language shares within each layer group, summed over checkpoints; (shares, stage)."
     out = run.stage('groups', test=te[0].path.parent.name, train=tr[0].path.parent.name, m=o.top_m, norm=o.norm)
@@ -400,7 +421,7 @@ def groups_stage(run:RunFolder, te:list, tr:list, o:SimpleNamespace) -> tuple[pd
         atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'groups')
     return pd.read_csv(f, dtype={'id': str}), out.name
 
-# %% ../nbs/14_study.ipynb #c040
+# %% ../nbs/14_study.ipynb #c043
 EXACT_BUDGET = 2e9    # bytes the estimator check may hold in exact test gradients (float64)
 CHECK_D = (64, 1024)  # the sketch sizes tried besides the study's, for `d_for_overlap`
 
@@ -422,14 +443,16 @@ def estimator_stage(run:RunFolder, ft, d:StudyData, te:list, tr:list, o:SimpleNa
         atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'estimator', n_test=len(rows), n_train=len(trows))
     return pd.read_csv(f, dtype={'checkpoint': str}), out.name
 
-# %% ../nbs/14_study.ipynb #c041
+# %% ../nbs/14_study.ipynb #c044
 def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     "The check's table: a row per checkpoint and the sum at the study's d, rows at the other sketch sizes, the d for 0.9."
     test_ds, train_ds, names = d.splits['test'].select(rows), d.splits['train'].select(trows), te[0].header['layers']
-    recs, S_sum, X_sum = [], 0, 0
-    for e, t, r in zip(d.tracin_epochs, te, tr):
-        load_checkpoint(d.arch, ft.checkpoints[e - 1])
-        X = exact_scores(d.arch, test_ds, train_ds, names, norm=o.norm)                      # (sample, train sample)
+    recs, S_sum, X_sum, cks = [], 0, 0, [ft.checkpoints[e - 1] for e in d.tracin_epochs]
+    with LocalPool(d.arch, min(2, study_workers(o.workers, o.threads, d.ps)), o.threads) as pool:   # every other checkpoint in a worker
+        there = {i: pool.submit(_here().exact_at, cks[i], test_ds, train_ds, names, o.norm, with_model=True) for i in range(1, len(cks), pool.n)}
+        Xs = [there[i].result() if i in there else exact_at(d.arch, cks[i], test_ds, train_ds, names, o.norm) for i in range(len(cks))]
+    load_checkpoint(d.arch, cks[-1])                                                          # (the d scan below reads θ_E)
+    for e, t, r, X in zip(d.tracin_epochs, te, tr, Xs):                                       # X: (sample, train sample)
         S = influence(RowsView(t, rows), RowsView(r, trows), m=1, norm=o.norm, full=True, progress=False).full.double()
         recs.append({'checkpoint': str(e), 'd': te[0].header['d'], **agreement(S, X, o.top_m)}); S_sum, X_sum = S_sum + S, X_sum + X
     recs.append({'checkpoint': 'sum', 'd': te[0].header['d'], **agreement(S_sum, X_sum, o.top_m)})
@@ -442,7 +465,12 @@ def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     last = df[df.checkpoint == str(d.tracin_epochs[-1])]
     return df.assign(d_for_overlap_90=d_for_overlap(last['d'].tolist(), last['overlap_pos'].tolist()))
 
-# %% ../nbs/14_study.ipynb #c044
+def exact_at(model, checkpoint, test_ds, train_ds, layers:list, norm:str) -> torch.Tensor:
+    "`exact_scores` at one checkpoint: its weights loaded into `model` first (one task of a worker)."
+    load_checkpoint(model, checkpoint)
+    return exact_scores(model, test_ds, train_ds, layers, norm=norm)
+
+# %% ../nbs/14_study.ipynb #c047
 def specificity_stage(run:RunFolder, d:StudyData, full, xi:dict) -> tuple[pd.DataFrame, str]:
     "The final full model's test accuracy (%) on each language under each language's subnetwork; (table, stage)."
     test = d.splits['test']
@@ -453,7 +481,7 @@ def specificity_stage(run:RunFolder, d:StudyData, full, xi:dict) -> tuple[pd.Dat
         atomic_write(f, lambda t: df.to_csv(t, index=False)); run.done(out, 'specificity')
     return pd.read_csv(f), out.name
 
-# %% ../nbs/14_study.ipynb #c045
+# %% ../nbs/14_study.ipynb #c048
 def _hash_frame(df:pd.DataFrame) -> str:
     import hashlib
     return hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()
@@ -478,7 +506,7 @@ def results_stage(run:RunFolder, ctx:ResultInputs) -> tuple[dict, str]:
         atomic_write(stamp, out.name)
     return res, out.name
 
-# %% ../nbs/14_study.ipynb #c047
+# %% ../nbs/14_study.ipynb #c050
 @dataclass
 class Study:
     "A finished study, read from its run folder: settings, masks, accuracy, shares and every result."
@@ -499,7 +527,7 @@ class Study:
         "Draw one result in the paper's form (tables come back as DataFrames)."
         return plot_result(name, self.results, self.masks, top_m=self.settings['top_m'], focus=self.settings['focus'])
 
-# %% ../nbs/14_study.ipynb #c048
+# %% ../nbs/14_study.ipynb #c051
 @patch(cls_method=True)
 def load(cls:Study, run) -> Study:
     "The finished study in the run folder `run`, as it was written; nothing is recomputed."
@@ -514,26 +542,28 @@ def load(cls:Study, run) -> Study:
     return cls(rf.path, rec['settings'], pd.read_csv(rf.path/'accuracy.csv', index_col=0, header=[0, 1]),
                load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders))
 
-# %% ../nbs/14_study.ipynb #c050
+# %% ../nbs/14_study.ipynb #c053
 def accuracy_frame(runs:dict) -> pd.DataFrame:
     "Test and dev accuracy per language of the three fine-tuning runs (RUN/accuracy.csv)."
     table = pd.DataFrame({(split, how): r.accuracy(split) for split in ('test', 'dev') for how, r in runs.items()})
     table.index.name = 'lang'
     return table
 
-def environment() -> dict:
-    "What the numbers depend on besides the options: torch's version, the CPU's instruction set, the threads, the GPU."
+def environment(
+    workers:int=1,            # the local processes that shared the sketching (the time depends on them, not the numbers)
+) -> dict:
+    "What the numbers depend on besides the options (torch's version, the CPU's instruction set, the threads, the GPU), and the processes."
     return {'torch': torch.__version__, 'transformers': transformers.__version__, 'cpu': torch.backends.cpu.get_cpu_capability(),
-            'threads': torch.get_num_threads(), 'processes': processes().num_processes,
+            'threads': torch.get_num_threads(), 'processes': processes().num_processes, 'workers': workers,
             'gpu': torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
-def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict):
+def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict, workers:int=1):
     "RUN/accuracy.csv and RUN/study.json (settings, model, environment, the stage folder of every part): what `Study.load` reads."
     atomic_write(run.path/'accuracy.csv', lambda t: accuracy_frame(runs).to_csv(t))
-    write_json(run.path/'study.json', {'settings': settings, 'model': model, 'environment': environment(),
+    write_json(run.path/'study.json', {'settings': settings, 'model': model, 'environment': environment(workers),
                                        'stages': {**{k: r.out_dir.name for k, r in runs.items()}, **stages}}, indent=1)
 
-# %% ../nbs/14_study.ipynb #c052
+# %% ../nbs/14_study.ipynb #c055
 def run_study(
     task:str='demo',            # xnli | xnli3 | pawsx | marc | demo | demo_single, or a task file (TOML/YAML, `modtrace.data.task_from_config`)
     langs:list[str]|None=None,  # the languages to study (at least 2, any the data has); default: the task's
@@ -564,6 +594,7 @@ def run_study(
     check_estimator:int=20,     # test examples whose sketched influence is checked against exact gradients (0: no check)
     check_train:int|None=None,  # training examples of that check; default: all of them
     threads:int=1,              # CPU threads per process: the numbers depend on it, so it is fixed (and recorded), not the machine's
+    workers:int|None=None,      # processes of this machine sharing each sketch stage (the numbers do not depend on it); default: cores / threads, at most 4
     report:bool=True,           # also execute the analysis notebook and build the docs site
     progress:bool=True,         # progress bars
     log=print,                  # where progress lines go
@@ -572,6 +603,7 @@ def run_study(
     # (long only by its options, one documented line each: they are also the command line's options)
     o, ps = check_options(SimpleNamespace(**with_config({k: v for k, v in locals().items() if k != 'log'}))), processes()
     run, log = RunFolder(Path(o.out)/o.spec.name, main=ps.is_main_process), log if ps.is_main_process else (lambda *a: None)
+    study_workers(o.workers, o.threads, ps)                              # (a --workers that cannot apply: refused now)
     if o.report and run.main: check_report()
     with torch_threads(o.threads), run.lock():
         ps.wait_for_everyone()                                           # the main process holds the lock for all of them
@@ -592,29 +624,40 @@ def run_study(
         ps.wait_for_everyone()
     return Study.load(run.path)
 
-# %% ../nbs/14_study.ipynb #c054
+# %% ../nbs/14_study.ipynb #c057
 def fine_tune_all(run:RunFolder, d:StudyData, o:SimpleNamespace, log=print) -> tuple[dict, dict, dict, str|None]:
     "Stages 1-3: full fine-tuning, the subnetworks, SFT and random SFT; (runs, masks, random masks, pruning stage or None)."
     runs = {'full': finetune_stage(run, d, 'full', progress=o.progress, log=log)}
     xi, pruned = subnetworks_stage(run, d, runs['full'], o, log)
     rxi = {l: shuffle_mask(m, seed=o.seed + i) for i, (l, m) in enumerate(xi.items())}
-    runs['sft'] = finetune_stage(run, d, 'sft', xi, o.progress, log)
-    runs['rsft'] = finetune_stage(run, d, 'rsft', rxi, o.progress, log)
+    todo = not (run.stage('rsft', **d.hp, masks=rxi)/'stage.json').exists()
+    with LocalPool(d.arch, min(2, study_workers(o.workers, o.threads, d.ps)) if todo else 1, o.threads) as pool:   # a second core: side by side
+        rsft = pool.submit(_here().finetune_stage, run, replace(d, ps=None), 'rsft', rxi, False, _worker_log(log)) if pool.n > 1 else None
+        runs['sft'] = finetune_stage(run, d, 'sft', xi, o.progress, log)
+        runs['rsft'] = rsft.result() if rsft else finetune_stage(run, d, 'rsft', rxi, o.progress, log)
     return runs, xi, rxi, pruned
+
+def _here():
+    "This module, imported by name: what a spawned worker can find (a notebook's own functions it cannot)."
+    import modtrace.study as m
+    return m
+
+def _silent(*a): pass
+def _worker_log(log): return log if log is print else _silent   # (a worker prints to the same terminal; other loggers stay here)
 
 def finish(run:RunFolder, d:StudyData, o:SimpleNamespace, runs:dict, ctx:ResultInputs, sub:list, stages:dict, log=print):
     "Stages 6-7, in the main process: every result and figure, the study's records, the log's summary, the report."
     res, stages['results'] = results_stage(run, ctx)
     settings = {**{k: v for k, v in vars(o).items() if k not in ('spec', 'task_table')}, 'task': d.spec.name, 'langs': d.langs,
                 'compose': [list(p) for p in ctx.compose], 'focus': ctx.focus, 'suboptimal': sub, 'tracin_epochs': d.tracin_epochs}
-    record_study(run, settings, d.path, stages, runs)
+    record_study(run, settings, d.path, stages, runs, study_workers(o.workers, o.threads, d.ps))
     write_study_config(run, settings, o)
     log_summary(run, res, log)
     done = [('figures and tables', run.path/'figures')]
     if o.report: done = [('executed notebook', write_report(run.path, log)[0]), *done, ('docs site', run.path/'docs'/'index.html')]
     log(f"[{run.path.name}] done.\n" + '\n'.join(f"  {k}: {v}" for k, v in done))
 
-# %% ../nbs/14_study.ipynb #c055
+# %% ../nbs/14_study.ipynb #c058
 def study_choices(xi:dict, o:SimpleNamespace, spec, log=print) -> tuple[str, list, list]:
     "Fig. 3 and Fig. 19's languages: given, or chosen from the masks' similarity (`default_choices`)."
     f, sub, comp = default_choices(xi, o.focus or (spec.focus_lang if spec.focus_lang in xi else None))
@@ -634,7 +677,7 @@ def log_summary(run:RunFolder, res:dict, log=print):
         log(f"[{run.path.name}] planted relatedness vs measured influence:\n"
             f"{res['relatedness_vs_influence_stats'].to_string(index=False, float_format=lambda x: f'{x:.3g}')}")
 
-# %% ../nbs/14_study.ipynb #c057
+# %% ../nbs/14_study.ipynb #c060
 def _defaults() -> dict:
     return {k: p.default for k, p in inspect.signature(run_study).parameters.items() if k != 'log'}
 
@@ -661,7 +704,7 @@ def with_config(opts:dict) -> dict:
     doc, defaults = read_study_config(opts['config']), _defaults()
     return {**opts, 'task_table': doc.pop('task_table', None), **{k: v for k, v in doc.items() if opts[k] == defaults[k]}}
 
-# %% ../nbs/14_study.ipynb #c062
+# %% ../nbs/14_study.ipynb #c065
 def _toml_value(v) -> str:
     if isinstance(v, bool): return 'true' if v else 'false'
     if isinstance(v, (int, float)): return repr(v)
@@ -685,7 +728,7 @@ def write_study_config(run:RunFolder, settings:dict, o:SimpleNamespace) -> Path:
         src = Path(o.spec.source); atomic_write(run.path/f'task{src.suffix}', src.read_bytes()); keep['task'] = f'task{src.suffix}'
     return atomic_write(run.path/'study.toml', to_toml(keep))
 
-# %% ../nbs/14_study.ipynb #c065
+# %% ../nbs/14_study.ipynb #c068
 def _cli_type(anno):
     "(type, several values?, choices) of a parameter's annotation for argparse."
     args = [a for a in typing.get_args(anno) if a is not type(None)]
@@ -720,7 +763,7 @@ def cli_parser(
     "An argparse parser generated from `func`'s signature and docments: one source for parameters and help."
     return add_options(argparse.ArgumentParser(prog=prog, description=func.__doc__), func, skip)
 
-# %% ../nbs/14_study.ipynb #c069
+# %% ../nbs/14_study.ipynb #c072
 COMMANDS = ('study', 'seeds')
 
 def command(

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
-from .core import evaluating
+from .core import column, evaluating
 from .model import model_shape, check_mask, cross_entropy, head_gate, shuffle_mask, save_masks, load_masks
 from .finetune import example_loader, languages, evaluate
 
@@ -104,7 +104,7 @@ def find_subnetworks(
 ) -> tuple[dict[str, torch.Tensor], dict[str, list[dict]]]:
     "Prune per language: masks {lang: ξ_ℓ} and trajectories {lang: records}."
     langs = langs or languages(dev_ds)
-    lang_col = np.asarray(dev_ds['lang'])
+    lang_col = np.asarray(column(dev_ds, 'lang'))
     masks, trajs = {}, {}
     for l in langs:
         idx = np.flatnonzero(lang_col == l)

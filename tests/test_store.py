@@ -117,6 +117,23 @@ def test_two_processes_give_the_same_store_as_one(tiny_model, tmp_path):
     assert merged.header == one.header and merged.meta.equals(one.meta)
     assert not list((tmp_path/'par').glob('part-*'))                      # parts removed after the merge
 
+def test_a_pool_of_local_workers_writes_the_store_one_process_writes(tiny_model, tmp_path):
+    "LocalPool: spawned workers sketch their shares of every checkpoint's store; merged, byte for byte the single process's."
+    from modtrace.store import LocalPool
+    ds = split(13)
+    for e in (1, 2):
+        tiny_model(seed=e).save_pretrained(tmp_path/'run'/f'epoch-{e}')
+        (tmp_path/'run'/f'epoch-{e}'/'state.json').write_text(json.dumps({'epoch': e, 'lr': 2e-5}))
+    cks = [tmp_path/'run'/f'epoch-{e}' for e in (1, 2)]
+    with LocalPool(tiny_model(), n=3) as pool:
+        pooled = sketch_checkpoints(tiny_model(), ds, cks, tmp_path/'pool', pool=pool, **KW)
+        assert len(pool.ex._processes) == 2                                # two workers really ran beside the caller
+    alone = sketch_checkpoints(tiny_model(), ds, cks, tmp_path/'alone', **KW)
+    for a, b in zip(pooled, alone):
+        assert np.array_equal(np.asarray(a.sketches), np.asarray(b.sketches)) and a.header == b.header and a.meta.equals(b.meta)
+    assert not list((tmp_path/'pool').rglob('part-*'))                     # the shares were merged and removed
+    with pytest.raises(StoreError, match='in a `with` block'): LocalPool(tiny_model(), n=2).build(tiny_model(), ds, tmp_path/'x', cks[0])
+
 def test_exact_stores_are_float32_and_float16_is_refused(tiny_model, tmp_path):
     "Exact TracIn stored as float16 was off by ~1e-4 unless the user knew to pass dtype='float32'."
     m, ds = tiny_model(), split(4)

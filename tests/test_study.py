@@ -157,6 +157,27 @@ def test_a_moved_run_folder_reuses_every_stage(reference, tiny_folder, shared_da
     assert results(tmp_path/'pawsx') == results(ref)
     assert st.run == tmp_path/'pawsx' and st.stale == []
 
+def test_the_number_of_sketching_workers_changes_no_result(reference, tiny_folder, shared_data, tmp_path):
+    "From the same fine-tuned checkpoints, 1 and 3 local sketching processes give byte-identical results (only the time differs)."
+    _, ref = reference
+    got = {}
+    for n in (1, 3):
+        run = tmp_path/str(n)/'pawsx'
+        shutil.copytree(ref, run)
+        for p in [*run.glob('sketch-*'), *run.glob('influence-*'), *run.glob('results-*'), *run.glob('groups-*'), run/'figures']: shutil.rmtree(p)
+        run_study(**{**kw(tiny_folder, shared_data, tmp_path/str(n)), 'workers': n})
+        assert json.loads((run/'study.json').read_text())['environment']['workers'] == n
+        got[n] = results(run)
+    assert got[1] == got[3] == results(ref)
+
+def test_workers_are_for_one_cpu_process():
+    "Under accelerate launch (or on a GPU) the launched processes share the sketching: --workers > 1 is refused, the default is 1."
+    from types import SimpleNamespace
+    from modtrace.study import OptionError, study_workers
+    launched = SimpleNamespace(num_processes=2, device=torch.device('cpu'))
+    assert study_workers(None, 1, launched) == 1 and study_workers(4, 1) == 4
+    with pytest.raises(OptionError, match='under accelerate launch leave it out'): study_workers(2, 1, launched)
+
 def test_a_finished_study_opens_without_recomputing(reference):
     st, run = reference
     again = Study.load(run)
@@ -199,6 +220,7 @@ def _exit(argv):
     (['--compose', 'en'], '--compose takes pairs of two different languages'),
     (['--scale', '5'], 'use --scale 0.8 or less'),                         # the samples hold 2,000 training rows per language
     (['--sketch-layers', 'query['], '--sketch-layers must be regular expressions'),
+    (['--workers', '0'], '--workers must be an integer >= 1'),
     (['--sketch-layers', 'no_such_layer'], "--sketch-layers: Layer pattern 'no_such_layer' matches no nn.Linear"),
 ])
 def test_every_bad_option_is_one_line_naming_it_before_any_work(tiny_folder, shared_data, tmp_path, extra, words):
