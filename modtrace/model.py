@@ -8,7 +8,7 @@ import json, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-import torch
+import safetensors.torch, torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, set_seed
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
@@ -316,6 +316,10 @@ def load_checkpoint(
     folder,            # a `save_pretrained` folder (e.g. a fine-tuning run's `epoch-3`)
 ) -> nn.Module:
     "Copy the weights saved in `folder` into `model`, in place (its dtype kept); returns `model`."
+    if (f := Path(folder)/'model.safetensors').is_file():
+        saved, own = safetensors.torch.load_file(f), model.state_dict()
+        if saved.keys() == own.keys() and all(saved[k].shape == own[k].shape for k in own):
+            model.load_state_dict(saved); return model                   # every tensor, by its own name: copied (and cast) in place
     saved = _from_pretrained(type(model), folder, dtype=next(model.parameters()).dtype)
     model.load_state_dict(saved.state_dict())
     return model

@@ -5,6 +5,7 @@
 # %% ../nbs/14_study.ipynb #c002
 from __future__ import annotations
 import argparse, difflib, inspect, json, math, os, re, shutil, sys, time, types, typing
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -383,19 +384,26 @@ def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespac
     n = study_workers(o.workers, o.threads, ps)
     log(f"[{d.hp['task']}] TracIn over checkpoints {d.tracin_epochs}: {len(variants)} variants, top-m = {o.top_m}"
         + (f", {n} processes sketching" if n > 1 else ""))
-    with LocalPool(d.arch, n, o.threads) as pool:                       # (its workers start at the first store to sketch)
+    with LocalPool(d.arch, n, o.threads) as pool, ThreadPoolExecutor(1) as scorer:   # (workers start at the first store to sketch)
         for i, v in enumerate(variants):
             if got.get(v.name) is None:
                 te, tr = (sketch_stage(run, runs[v.run], d.arch, x, v.xi, d.tracin_epochs, o.progress, log, ps, pool, **pr) for x in ds[v.name])
-                got[v.name] = influence_stage(run, te, tr, o.top_m, o.norm) if i % ps.num_processes == ps.process_index else (te, tr)
+                mine = i % ps.num_processes == ps.process_index
+                score = scorer.submit if n > 1 else (lambda f, *a: f(*a))  # with workers: scored in a thread while the next variant is sketched
+                got[v.name] = score(influence_stage, run, te, tr, o.top_m, o.norm) if mine else (te, tr)
                 if v.name == 'full': full_stores = (te, tr)
-            if not o.keep_stores and ps.num_processes == 1: drop_stores(run, unused_after(i, variants, folders), log)
+            if not o.keep_stores and ps.num_processes == 1: got = _settled(got); drop_stores(run, unused_after(i, variants, folders), log)
             log(f"[{d.hp['task']}] influence {i + 1}/{len(variants)} {v.name} ({time.time() - t0:.0f} s)")
+        got = _settled(got)
     ps.wait_for_everyone()                                               # every variant scored: read the others' results
     got = {k: influence_stage(run, *g, o.top_m, o.norm) if isinstance(g[0], list) else g for k, g in got.items()}
     if not o.keep_stores and run.main: drop_stores(run, unused_after(len(variants), variants, folders), log)
     return (pd.concat([df.assign(variant=k) for k, (df, _) in got.items()], ignore_index=True), {k: name for k, (_, name) in got.items()},
             full_stores)
+
+def _settled(got:dict) -> dict:
+    "Every scoring that runs in the background, waited for: its result."
+    return {k: g.result() if isinstance(g, Future) else g for k, g in got.items()}
 
 def unused_after(i:int, variants:list, folders:dict) -> set[str]:
     "The store folders that no variant after the `i`-th reads, except the full model's (the layer groups and the check read them)."
@@ -449,7 +457,7 @@ def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     test_ds, train_ds, names = d.splits['test'].select(rows), d.splits['train'].select(trows), te[0].header['layers']
     recs, S_sum, X_sum, cks = [], 0, 0, [ft.checkpoints[e - 1] for e in d.tracin_epochs]
     with LocalPool(d.arch, min(2, study_workers(o.workers, o.threads, d.ps)), o.threads) as pool:   # every other checkpoint in a worker
-        there = {i: pool.submit(_here().exact_at, cks[i], test_ds, train_ds, names, o.norm, with_model=True) for i in range(1, len(cks), pool.n)}
+        there = {i: pool.submit(_here().exact_at, cks[i], test_ds, train_ds, names, o.norm, with_model=True) for i in range(1, len(cks), 2) if pool.n > 1}
         Xs = [there[i].result() if i in there else exact_at(d.arch, cks[i], test_ds, train_ds, names, o.norm) for i in range(len(cks))]
     load_checkpoint(d.arch, cks[-1])                                                          # (the d scan below reads θ_E)
     for e, t, r, X in zip(d.tracin_epochs, te, tr, Xs):                                       # X: (sample, train sample)
