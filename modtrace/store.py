@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_store.ipynb #c002
 from __future__ import annotations
-import json, multiprocessing, os, shutil, zlib
+import json, multiprocessing, os, pickle, shutil, zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -305,10 +305,10 @@ def _quiet() -> tuple:
     "The caller's verbosity and progress bars of 🤗 transformers and datasets (a worker keeps the same)."
     return transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
 
-def _pool_init(model:nn.Module, threads:int, quiet:tuple):
-    "A worker's start: its copy of the architecture, its threads, and the caller's verbosity."
+def _pool_init(model:bytes, threads:int, quiet:tuple):
+    "A worker's start: its own copy of the model (unpickled from bytes), its threads, and the caller's verbosity."
     global _POOL_MODEL
-    torch.set_num_threads(threads); _POOL_MODEL = model
+    torch.set_num_threads(threads); _POOL_MODEL = pickle.loads(model)
     transformers.logging.set_verbosity(quiet[0])
     if not quiet[1]: transformers.logging.disable_progress_bar()
     if not quiet[2]: datasets.disable_progress_bars()
@@ -337,7 +337,7 @@ class LocalPool:
         self.model, self.n, self.threads, self.ex = model, n, threads, None
     def __enter__(self):
         if self.n > 1: self.ex = ProcessPoolExecutor(self.n - 1, mp_context=multiprocessing.get_context('spawn'),
-                                                     initializer=_here()._pool_init, initargs=(self.model, self.threads, _quiet()))
+                                                     initializer=_here()._pool_init, initargs=(pickle.dumps(self.model), self.threads, _quiet()))
         return self
     def __exit__(self, *exc):
         if self.ex is not None: self.ex.shutdown(wait=True, cancel_futures=True); self.ex = None

@@ -640,7 +640,7 @@ def fine_tune_all(run:RunFolder, d:StudyData, o:SimpleNamespace, log=print) -> t
     rxi = {l: shuffle_mask(m, seed=o.seed + i) for i, (l, m) in enumerate(xi.items())}
     todo = not (run.stage('rsft', **d.hp, masks=rxi)/'stage.json').exists()
     with LocalPool(d.arch, min(2, study_workers(o.workers, o.threads, d.ps)) if todo else 1, o.threads) as pool:   # a second core: side by side
-        rsft = pool.submit(_here().finetune_stage, run, replace(d, ps=None), 'rsft', rxi, False, _worker_log(log)) if pool.n > 1 else None
+        rsft = pool.submit(_here().finetune_stage, run, replace(d, ps=None, arch=None), 'rsft', rxi, False, _worker_log(log)) if pool.n > 1 else None
         runs['sft'] = finetune_stage(run, d, 'sft', xi, o.progress, log)
         runs['rsft'] = rsft.result() if rsft else finetune_stage(run, d, 'rsft', rxi, o.progress, log)
     return runs, xi, rxi, pruned

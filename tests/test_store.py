@@ -134,6 +134,15 @@ def test_a_pool_of_local_workers_writes_the_store_one_process_writes(tiny_model,
     assert not list((tmp_path/'pool').rglob('part-*'))                     # the shares were merged and removed
     with pytest.raises(StoreError, match='in a `with` block'): LocalPool(tiny_model(), n=2).build(tiny_model(), ds, tmp_path/'x', cks[0])
 
+def test_a_worker_loading_other_weights_leaves_the_callers_model_alone(tiny_model, tmp_path):
+    "The workers get their own copy of the model (not tensors in shared memory): loading θ_e there changes nothing here."
+    from modtrace.store import LocalPool
+    from modtrace.model import load_checkpoint
+    tiny_model(seed=2).save_pretrained(tmp_path/'e2')
+    mine = tiny_model(seed=0)
+    with LocalPool(mine, n=2) as pool: pool.submit(load_checkpoint, tmp_path/'e2', with_model=True).result()
+    assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(), tiny_model(seed=0).state_dict().values()))
+
 def test_exact_stores_are_float32_and_float16_is_refused(tiny_model, tmp_path):
     "Exact TracIn stored as float16 was off by ~1e-4 unless the user knew to pass dtype='float32'."
     m, ds = tiny_model(), split(4)
