@@ -4,8 +4,9 @@
 
 # %% ../nbs/07_store.ipynb #c002
 from __future__ import annotations
-import json, multiprocessing, os, pickle, shutil, zlib
+import json, multiprocessing, multiprocessing.connection, os, pickle, shutil, threading, zlib
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -244,10 +245,12 @@ def sketch_checkpoints(
 def _complete(path:Path, rebuild:bool, log) -> bool:
     "Whether `path` holds a complete, intact store; a damaged one is removed when `rebuild` (and said so), else refused."
     if not (path/'complete.json').exists(): return False
-    try: SketchStore(path); return True
+    try: SketchStore(path)
     except StoreCorrupt as e:
         if not rebuild: raise
         log(f"{e} Sketching it again from its checkpoint."); shutil.rmtree(path); return False
+    for p in path.glob('part-*'): shutil.rmtree(p)                        # shares of a killed run with another number of workers
+    return True
 
 # %% ../nbs/07_store.ipynb #c033
 def _part_dir(path, part:int, n_parts:int) -> Path: return Path(path)/f'part-{part:03d}-of-{n_parts:03d}'
@@ -305,10 +308,16 @@ def _quiet() -> tuple:
     "The caller's verbosity and progress bars of 🤗 transformers and datasets (a worker keeps the same)."
     return transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
 
-def _pool_init(model:bytes, threads:int, quiet:tuple):
-    "A worker's start: its own copy of the model (unpickled from bytes), its threads, and the caller's verbosity."
+def _exit_with_parent():
+    "End this worker when the process that started it is gone (killed): it must not write on into a run folder."
+    parent = multiprocessing.parent_process()
+    if parent is not None: threading.Thread(target=lambda: (multiprocessing.connection.wait([parent.sentinel]), os._exit(1)), daemon=True).start()
+
+def _pool_init(model:bytes|None, threads:int, quiet:tuple):
+    "A worker's start: its own copy of the model (unpickled from bytes), its threads, the caller's verbosity, a watch on the caller."
     global _POOL_MODEL
-    torch.set_num_threads(threads); _POOL_MODEL = pickle.loads(model)
+    _exit_with_parent()
+    torch.set_num_threads(threads); _POOL_MODEL = None if model is None else pickle.loads(model)
     transformers.logging.set_verbosity(quiet[0])
     if not quiet[1]: transformers.logging.disable_progress_bar()
     if not quiet[2]: datasets.disable_progress_bars()
@@ -330,17 +339,21 @@ def _here():
 class LocalPool:
     "`n` local processes sketching each store's shares: the caller and `n - 1` spawned workers, `threads` threads each."
     def __init__(self,
-                 model:nn.Module,   # a classifier of the run's architecture (the workers get a copy; weights come per checkpoint)
+                 model:nn.Module|None,  # a classifier of the run's architecture (each worker gets a copy; weights come per checkpoint); None: none
                  n:int=2,           # processes in all, the caller included; 1: no workers
                  threads:int=1):    # torch threads of each worker
         if not (isinstance(n, int) and n >= 1): raise StoreError(f"A LocalPool needs n >= 1 processes, not {n!r}.")
         self.model, self.n, self.threads, self.ex = model, n, threads, None
     def __enter__(self):
         if self.n > 1: self.ex = ProcessPoolExecutor(self.n - 1, mp_context=multiprocessing.get_context('spawn'),
-                                                     initializer=_here()._pool_init, initargs=(pickle.dumps(self.model), self.threads, _quiet()))
+                                                     initializer=_here()._pool_init,
+                                                     initargs=(None if self.model is None else pickle.dumps(self.model), self.threads, _quiet()))
         return self
-    def __exit__(self, *exc):
-        if self.ex is not None: self.ex.shutdown(wait=True, cancel_futures=True); self.ex = None
+    def __exit__(self, exc_type, *exc):
+        if self.ex is None: return
+        if exc_type is not None:                                         # an error here: stop the workers' tasks now (they resume later)
+            for p in list(self.ex._processes.values()): p.terminate()
+        self.ex.shutdown(wait=exc_type is None, cancel_futures=True); self.ex = None
 
 # %% ../nbs/07_store.ipynb #c040
 @patch
@@ -355,8 +368,17 @@ def build(self:LocalPool,
     if self.n > 1 and self.ex is None: raise StoreError("Use the LocalPool in a `with` block: its workers start there.")
     futures = [self.ex.submit(_here()._pool_part, ds, path, p, self.n, checkpoint, load_fn, kw) for p in range(1, self.n)]
     build_part(model, ds, path, 0, self.n, checkpoint=checkpoint, **kw)
-    for f in futures: f.result()                                         # a worker's error is raised here
+    for f in futures: self.result(f)                                     # a worker's error is raised here
     return merge_parts(path, self.n)
+
+@patch
+def result(self:LocalPool, future):
+    "`future.result()`, a worker that died (killed, out of memory, or unable to start) said in one clear error."
+    try: return future.result()
+    except BrokenProcessPool:
+        raise StoreError("A worker process of the study stopped before finishing its task: it was killed, ran out of memory, or could "
+                         "not start (a script that runs a study must do so under `if __name__ == '__main__':`, because each worker "
+                         "imports the script). Rerun with fewer workers (--workers 1: one process); finished stages are kept.") from None
 
 # %% ../nbs/07_store.ipynb #c041
 @patch

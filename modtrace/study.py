@@ -37,8 +37,8 @@ __all__ = ['PAPER_SIZES', 'SKETCH', 'EXACT_BUDGET', 'CHECK_D', 'COMMANDS', 'Opti
            'subnetworks_stage', 'sketch_folder', 'sketch_stage', 'influence_stage', 'scored', 'sketch_options', 'trace',
            'unused_after', 'drop_stores', 'groups_stage', 'estimator_stage', 'exact_at', 'specificity_stage',
            'results_stage', 'Study', 'accuracy_frame', 'environment', 'record_study', 'run_study', 'fine_tune_all',
-           'finish', 'study_choices', 'log_summary', 'read_study_config', 'with_config', 'to_toml',
-           'write_study_config', 'add_options', 'cli_parser', 'command', 'main']
+           'finetune_elsewhere', 'finish', 'study_choices', 'log_summary', 'read_study_config', 'with_config',
+           'to_toml', 'write_study_config', 'add_options', 'cli_parser', 'command', 'main']
 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
@@ -166,20 +166,37 @@ def processes() -> PartialState:
     return PartialState(cpu=parse_flag_from_env('ACCELERATE_USE_CPU') or not torch.cuda.is_available())
 
 # %% ../nbs/14_study.ipynb #c018
-def _cores() -> int: return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+def _cores() -> int:
+    "The cores this process may use: its CPU affinity, or a container's CPU quota (cgroup v2 `cpu.max`) when lower."
+    n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    try:
+        quota, period = Path('/sys/fs/cgroup/cpu.max').read_text().split()
+        if quota != 'max': n = min(n, max(1, int(quota) // int(period)))
+    except (OSError, ValueError): pass
+    return n
+
+def _free_memory() -> int|None:
+    "The machine's available memory in bytes (None where the OS does not say)."
+    try: return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (ValueError, OSError, AttributeError): return None
 
 def study_workers(
     workers:int|None,         # the option: None for the default
     threads:int=1,            # each process's threads
     ps=None,                  # the study's processes (`processes()`)
+    model=None,               # the study's model: by default each worker needs about 4 times its size free (weights, a checkpoint, activations)
 ) -> int:
-    "The local processes sharing each sketch stage: `workers`, or the cores this process may use / `threads` (at most 4); 1 on a GPU or when launched."
+    "The local processes sharing each sketch stage: `workers`, or the cores this process may use / `threads` (at most 4, as memory allows); 1 on a GPU or when launched."
     ps = ps or processes()
     if ps.num_processes > 1 or ps.device.type != 'cpu':
         _need(workers in (None, 1), 'workers', "{opt} shares the sketching among the processes of one CPU machine; on a GPU or "
               "under accelerate launch leave it out (the launched processes share the work), not %r." % (workers,))
         return 1
-    return workers or max(1, min(4, _cores() // threads))
+    if workers: return workers
+    n = max(1, min(4, _cores() // threads))
+    if model is not None and (free := _free_memory()) is not None:
+        n = max(1, min(n, 1 + int(free // (4 * sum(p.numel() * p.element_size() for p in model.parameters())))))
+    return n
 
 # %% ../nbs/14_study.ipynb #c021
 def _model_path(spec, model, seed, train=None):
@@ -381,11 +398,12 @@ def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespac
     folders = {v.name: [sketch_folder(run, runs[v.run], x, v.xi, d.tracin_epochs, **pr).name for x in ds[v.name]] for v in variants}
     got = {v.name: scored(run, *folders[v.name], o.top_m, o.norm) for v in variants if v.name != 'full'}   # scored before: no sketching
     ps.wait_for_everyone()                               # (every process has read what was done before any writes more)
-    n = study_workers(o.workers, o.threads, ps)
+    n = study_workers(o.workers, o.threads, ps, d.arch)
     log(f"[{d.hp['task']}] TracIn over checkpoints {d.tracin_epochs}: {len(variants)} variants, top-m = {o.top_m}"
         + (f", {n} processes sketching" if n > 1 else ""))
     with LocalPool(d.arch, n, o.threads) as pool, ThreadPoolExecutor(1) as scorer:   # (workers start at the first store to sketch)
         for i, v in enumerate(variants):
+            _failed(got)                                                 # (a background scoring's error: now, not after every variant)
             if got.get(v.name) is None:
                 te, tr = (sketch_stage(run, runs[v.run], d.arch, x, v.xi, d.tracin_epochs, o.progress, log, ps, pool, **pr) for x in ds[v.name])
                 mine = i % ps.num_processes == ps.process_index
@@ -400,6 +418,11 @@ def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespac
     if not o.keep_stores and run.main: drop_stores(run, unused_after(len(variants), variants, folders), log)
     return (pd.concat([df.assign(variant=k) for k, (df, _) in got.items()], ignore_index=True), {k: name for k, (_, name) in got.items()},
             full_stores)
+
+def _failed(got:dict):
+    "Raise the error of a background scoring that failed."
+    for g in got.values():
+        if isinstance(g, Future) and g.done() and g.exception() is not None: raise g.exception()
 
 def _settled(got:dict) -> dict:
     "Every scoring that runs in the background, waited for: its result."
@@ -456,9 +479,9 @@ def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     "The check's table: a row per checkpoint and the sum at the study's d, rows at the other sketch sizes, the d for 0.9."
     test_ds, train_ds, names = d.splits['test'].select(rows), d.splits['train'].select(trows), te[0].header['layers']
     recs, S_sum, X_sum, cks = [], 0, 0, [ft.checkpoints[e - 1] for e in d.tracin_epochs]
-    with LocalPool(d.arch, min(2, study_workers(o.workers, o.threads, d.ps)), o.threads) as pool:   # every other checkpoint in a worker
+    with LocalPool(d.arch, min(2, study_workers(o.workers, o.threads, d.ps, d.arch)), o.threads) as pool:   # every other checkpoint in a worker
         there = {i: pool.submit(_here().exact_at, cks[i], test_ds, train_ds, names, o.norm, with_model=True) for i in range(1, len(cks), 2) if pool.n > 1}
-        Xs = [there[i].result() if i in there else exact_at(d.arch, cks[i], test_ds, train_ds, names, o.norm) for i in range(len(cks))]
+        Xs = [pool.result(there[i]) if i in there else exact_at(d.arch, cks[i], test_ds, train_ds, names, o.norm) for i in range(len(cks))]
     load_checkpoint(d.arch, cks[-1])                                                          # (the d scan below reads θ_E)
     for e, t, r, X in zip(d.tracin_epochs, te, tr, Xs):                                       # X: (sample, train sample)
         S = influence(RowsView(t, rows), RowsView(r, trows), m=1, norm=o.norm, full=True, progress=False).full.double()
@@ -602,7 +625,7 @@ def run_study(
     check_estimator:int=20,     # test examples whose sketched influence is checked against exact gradients (0: no check)
     check_train:int|None=None,  # training examples of that check; default: all of them
     threads:int=1,              # CPU threads per process: the numbers depend on it, so it is fixed (and recorded), not the machine's
-    workers:int|None=None,      # processes of this machine sharing each sketch stage (the numbers do not depend on it); default: cores / threads, at most 4
+    workers:int|None=None,      # processes of this machine sharing each sketch stage (the numbers do not depend on it); default: cores / threads, at most 4, as memory allows
     report:bool=True,           # also execute the analysis notebook and build the docs site
     progress:bool=True,         # progress bars
     log=print,                  # where progress lines go
@@ -639,16 +662,24 @@ def fine_tune_all(run:RunFolder, d:StudyData, o:SimpleNamespace, log=print) -> t
     xi, pruned = subnetworks_stage(run, d, runs['full'], o, log)
     rxi = {l: shuffle_mask(m, seed=o.seed + i) for i, (l, m) in enumerate(xi.items())}
     todo = not (run.stage('rsft', **d.hp, masks=rxi)/'stage.json').exists()
-    with LocalPool(d.arch, min(2, study_workers(o.workers, o.threads, d.ps)) if todo else 1, o.threads) as pool:   # a second core: side by side
-        rsft = pool.submit(_here().finetune_stage, run, replace(d, ps=None, arch=None), 'rsft', rxi, False, _worker_log(log)) if pool.n > 1 else None
+    with LocalPool(None, min(2, study_workers(o.workers, o.threads, d.ps, d.arch)) if todo else 1, o.threads) as pool:   # a second core: side by side
+        rsft = pool.submit(_here().finetune_elsewhere, run, _for_worker(d), 'rsft', rxi, _worker_log(log)) if pool.n > 1 else None
         runs['sft'] = finetune_stage(run, d, 'sft', xi, o.progress, log)
-        runs['rsft'] = rsft.result() if rsft else finetune_stage(run, d, 'rsft', rxi, o.progress, log)
+        runs['rsft'] = pool.result(rsft) if rsft else finetune_stage(run, d, 'rsft', rxi, o.progress, log)
     return runs, xi, rxi, pruned
 
 def _here():
     "This module, imported by name: what a spawned worker can find (a notebook's own functions it cannot)."
     import modtrace.study as m
     return m
+
+def _for_worker(d:StudyData) -> StudyData:
+    "What fine-tuning in a worker needs of the study's data: no model, no processes, and of the task only its labels (a task's functions may not pickle)."
+    return replace(d, ps=None, arch=None, spec=SimpleNamespace(name=d.spec.name, num_labels=d.spec.num_labels))
+
+def finetune_elsewhere(run:RunFolder, d:StudyData, name:str, masks:dict, log=print):
+    "`finetune_stage` in a worker; its result without the model in memory (sent back, it would be copied; the study reads its checkpoints)."
+    return replace(finetune_stage(run, d, name, masks, False, log), model=None)
 
 def _silent(*a): pass
 def _worker_log(log): return log if log is print else _silent   # (a worker prints to the same terminal; other loggers stay here)
@@ -658,7 +689,7 @@ def finish(run:RunFolder, d:StudyData, o:SimpleNamespace, runs:dict, ctx:ResultI
     res, stages['results'] = results_stage(run, ctx)
     settings = {**{k: v for k, v in vars(o).items() if k not in ('spec', 'task_table')}, 'task': d.spec.name, 'langs': d.langs,
                 'compose': [list(p) for p in ctx.compose], 'focus': ctx.focus, 'suboptimal': sub, 'tracin_epochs': d.tracin_epochs}
-    record_study(run, settings, d.path, stages, runs, study_workers(o.workers, o.threads, d.ps))
+    record_study(run, settings, d.path, stages, runs, study_workers(o.workers, o.threads, d.ps, d.arch))
     write_study_config(run, settings, o)
     log_summary(run, res, log)
     done = [('figures and tables', run.path/'figures')]
@@ -730,7 +761,7 @@ def to_toml(d:dict) -> str:
 
 def write_study_config(run:RunFolder, settings:dict, o:SimpleNamespace) -> Path:
     "RUN/study.toml: the options the study ran with (a task file copied beside it), so `--config` reruns it."
-    keep = {k: settings[k] for k in _defaults() if k not in ('config', 'out', 'report', 'progress') and k in settings}
+    keep = {k: settings[k] for k in _defaults() if k not in ('config', 'out', 'report', 'progress', 'workers') and k in settings}
     if o.task_table is not None: keep['task'] = {**o.task_table, 'data': str(Path(o.spec.data).resolve()) if o.spec.data else None}
     elif o.spec.source:
         src = Path(o.spec.source); atomic_write(run.path/f'task{src.suffix}', src.read_bytes()); keep['task'] = f'task{src.suffix}'

@@ -165,11 +165,13 @@ def test_the_number_of_sketching_workers_changes_no_result(reference, tiny_folde
         run = tmp_path/str(n)/'pawsx'
         shutil.copytree(ref, run)
         for p in [*run.glob('sketch-*'), *run.glob('influence-*'), *run.glob('results-*'), *run.glob('groups-*'), *run.glob('estimator-*'),
-                  run/'figures']: shutil.rmtree(p)                                  # (the estimator check too: it splits its checkpoints)
+                  *run.glob('rsft-*'), run/'figures']: shutil.rmtree(p)           # (random SFT: beside SFT with workers; the check splits)
         run_study(**{**kw(tiny_folder, shared_data, tmp_path/str(n)), 'workers': n})
         assert json.loads((run/'study.json').read_text())['environment']['workers'] == n
-        got[n] = results(run)
-    assert got[1] == got[3] == results(ref)
+        assert 'workers' not in (run/'study.toml').read_text()              # a rerun from the file chooses for its own machine
+        got[n] = results(run), sorted(f.read_bytes() for f in run.glob('rsft-*/epoch-*/model.safetensors'))
+    assert got[1] == got[3] == (results(ref), sorted(f.read_bytes() for f in ref.glob('rsft-*/epoch-*/model.safetensors')))
+    assert got[1][1]                                                          # (random SFT's checkpoints were compared)
 
 def test_workers_are_for_one_cpu_process():
     "Under accelerate launch (or on a GPU) the launched processes share the sketching: --workers > 1 is refused, the default is 1."
