@@ -24,7 +24,7 @@ __all__ = ['DEMO_VERSION', 'DEMO_LANGS', 'PATTERNS', 'CONCEPTS', 'WORD_ORDER', '
            'pretrain_mlm', 'demo_model', 'train_bpe_tokenizer', 'local_model', 'local_model_spec']
 
 # %% ../nbs/03_demo.ipynb #c008
-DEMO_VERSION = 1  # bump when the generator changes: old caches are then simply not found
+DEMO_VERSION = 2  # bump when the generator changes: old caches are then simply not found
 
 # %% ../nbs/03_demo.ipynb #c011
 DEMO_LANGS = ('a1', 'a2', 'b1', 'b2', 'z1')
@@ -86,21 +86,24 @@ def lexicon(
                 forms.update({l: w for l in g})
             lex[c] = {l: forms.get(l) or _new_form(rng, used) for l in DEMO_LANGS}
         start += n
-    out = pd.DataFrame.from_dict(lex, orient='index').loc[CONCEPTS.index]
-    return pd.concat([CONCEPTS, out], axis=1)
+    out = pd.concat([CONCEPTS, pd.DataFrame.from_dict(lex, orient='index').loc[CONCEPTS.index]], axis=1)
+    lnk = np.random.default_rng([seed, 9])   # the linker: a word of its own in every lexicon, used by z1's grammar only
+    out.loc['LNK'] = ['lnk', 0] + [_new_form(lnk, used) for _ in DEMO_LANGS]
+    return out
 
 # %% ../nbs/03_demo.ipynb #c022
-WORD_ORDER = {  # clause order, adjective before noun, determiner before NP, adposition before NP
-    'a1': dict(clause='SVO', adj_first=True,  det_first=True,  prep=True),
-    'a2': dict(clause='SVO', adj_first=False, det_first=True,  prep=True),
-    'b1': dict(clause='SOV', adj_first=True,  det_first=True,  prep=False),
-    'b2': dict(clause='SOV', adj_first=False, det_first=True,  prep=False),
-    'z1': dict(clause='VSO', adj_first=False, det_first=False, prep=True),
+WORD_ORDER = {  # clause order; adjective 'before' / 'after' the noun or 'linker' (noun LNK adj); article 'before' or None; adposition
+    'a1': dict(clause='SVO', adj='before', det='before', adp='pre'),
+    'a2': dict(clause='SVO', adj='before', det='before', adp='post'),
+    'b1': dict(clause='SOV', adj='after',  det='before', adp='pre'),
+    'b2': dict(clause='SOV', adj='after',  det='before', adp='post'),
+    'z1': dict(clause='VSO', adj='linker', det=None,     adp='post'),
 }
 
 def _np(o, noun, adj=None) -> list:
-    core = [noun] if adj is None else ([adj, noun] if o['adj_first'] else [noun, adj])
-    return ['DET', *core] if o['det_first'] else [*core, 'DET']
+    "The concepts of a noun phrase in word order `o`."
+    core = [noun] if adj is None else {'before': [adj, noun], 'after': [noun, adj], 'linker': [noun, 'LNK', adj]}[o['adj']]
+    return core if o['det'] is None else ['DET', *core] if o['det'] == 'before' else [*core, 'DET']
 
 def clause_concepts(
     c:dict,      # a clause: sa, sn (subject adjective, noun), v, oa, on (object), optional place (noun), front (bool)
@@ -111,7 +114,7 @@ def clause_concepts(
     parts = {'S': _np(o, c['sn'], c['sa']), 'V': [c['v']], 'O': _np(o, c['on'], c['oa'])}
     words = [w for k in o['clause'] for w in parts[k]]
     if c.get('place') is None: return words
-    pp = ['ADP', *_np(o, c['place'])] if o['prep'] else [*_np(o, c['place']), 'ADP']
+    pp = ['ADP', *_np(o, c['place'])] if o['adp'] == 'pre' else [*_np(o, c['place']), 'ADP']
     return pp + words if c.get('front') else words + pp
 
 def render(
@@ -354,7 +357,7 @@ def demo_model(
 
 # %% ../nbs/03_demo.ipynb #c058
 DEMO_LR, DEMO_EPOCHS = 1e-3, 10
-DEMO_TRACIN_EPOCHS = (2, 4, 6, 8, 10)  # every second checkpoint: the paper's 5 checkpoints, not epoch 1 (at chance)
+DEMO_TRACIN_EPOCHS = (6, 8, 10)  # every second checkpoint of the second half of training, when the model has learned the task
 register_task(TaskSpec('demo', DEMO_LANGS, ('sentence1', 'sentence2'), 'label', (0, 1), DEMO_LR, DEMO_EPOCHS, True,
                        make_data=demo_data, default_model=demo_model, tracin_epochs=DEMO_TRACIN_EPOCHS,
                        relatedness=planted_relatedness))
