@@ -157,6 +157,7 @@ class StudyData:
     langs: list               # the task's languages, in order
     tracin_epochs: list       # the checkpoints TracIn sums over
     ps: object = None         # the processes of the study (`processes()`)
+    workers: int = 1          # local processes sharing the work (`study_workers`): chosen once, when the model is known
     @property
     def ft(self) -> dict: return dict(lr=self.hp['lr'], epochs=self.hp['epochs'], batch_size=self.hp['batch_size'], seed=self.hp['seed'])
 
@@ -220,7 +221,8 @@ def prepare(o:SimpleNamespace, log=print, ps=None) -> StudyData:
     hp = dict(task=spec.name, model=str(path), data=data_fingerprint(raw), seed=o.seed, max_length=max_length,
               lr=spec.lr if o.lr is None else o.lr, epochs=spec.epochs if o.epochs is None else o.epochs, batch_size=o.batch_size)
     d = StudyData(spec, str(path), tok, {k: tokenize(v, tok, max_length) for k, v in raw.items()}, hp,
-                  arch.to(ps.device), langs, tracin_checkpoints(o.tracin_epochs or spec.tracin_epochs, hp['epochs']), ps)
+                  arch.to(ps.device), langs, tracin_checkpoints(o.tracin_epochs or spec.tracin_epochs, hp['epochs']), ps,
+                  study_workers(o.workers, o.threads, ps, arch))
     check_against_data(o, d)
     log(f"[{spec.name}] {len(raw['train'])} train / {len(raw['dev'])} dev / {len(raw['test'])} test examples; languages {langs}")
     return d
@@ -398,7 +400,7 @@ def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, o:SimpleNamespac
     folders = {v.name: [sketch_folder(run, runs[v.run], x, v.xi, d.tracin_epochs, **pr).name for x in ds[v.name]] for v in variants}
     got = {v.name: scored(run, *folders[v.name], o.top_m, o.norm) for v in variants if v.name != 'full'}   # scored before: no sketching
     ps.wait_for_everyone()                               # (every process has read what was done before any writes more)
-    n = study_workers(o.workers, o.threads, ps, d.arch)
+    n = d.workers
     log(f"[{d.hp['task']}] TracIn over checkpoints {d.tracin_epochs}: {len(variants)} variants, top-m = {o.top_m}"
         + (f", {n} processes sketching" if n > 1 else ""))
     with LocalPool(d.arch, n, o.threads) as pool, ThreadPoolExecutor(1) as scorer:   # (workers start at the first store to sketch)
@@ -479,7 +481,7 @@ def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     "The check's table: a row per checkpoint and the sum at the study's d, rows at the other sketch sizes, the d for 0.9."
     test_ds, train_ds, names = d.splits['test'].select(rows), d.splits['train'].select(trows), te[0].header['layers']
     recs, S_sum, X_sum, cks = [], 0, 0, [ft.checkpoints[e - 1] for e in d.tracin_epochs]
-    with LocalPool(d.arch, min(2, study_workers(o.workers, o.threads, d.ps, d.arch)), o.threads) as pool:   # every other checkpoint in a worker
+    with LocalPool(d.arch, min(2, d.workers), o.threads) as pool:   # every other checkpoint in a worker
         there = {i: pool.submit(_here().exact_at, cks[i], test_ds, train_ds, names, o.norm, with_model=True) for i in range(1, len(cks), 2) if pool.n > 1}
         Xs = [pool.result(there[i]) if i in there else exact_at(d.arch, cks[i], test_ds, train_ds, names, o.norm) for i in range(len(cks))]
     load_checkpoint(d.arch, cks[-1])                                                          # (the d scan below reads θ_E)
@@ -662,7 +664,7 @@ def fine_tune_all(run:RunFolder, d:StudyData, o:SimpleNamespace, log=print) -> t
     xi, pruned = subnetworks_stage(run, d, runs['full'], o, log)
     rxi = {l: shuffle_mask(m, seed=o.seed + i) for i, (l, m) in enumerate(xi.items())}
     todo = not (run.stage('rsft', **d.hp, masks=rxi)/'stage.json').exists()
-    with LocalPool(None, min(2, study_workers(o.workers, o.threads, d.ps, d.arch)) if todo else 1, o.threads) as pool:   # a second core: side by side
+    with LocalPool(None, min(2, d.workers) if todo else 1, o.threads) as pool:   # a second core: side by side
         rsft = pool.submit(_here().finetune_elsewhere, run, _for_worker(d), 'rsft', rxi, _worker_log(log)) if pool.n > 1 else None
         runs['sft'] = finetune_stage(run, d, 'sft', xi, o.progress, log)
         runs['rsft'] = pool.result(rsft) if rsft else finetune_stage(run, d, 'rsft', rxi, o.progress, log)
@@ -689,7 +691,7 @@ def finish(run:RunFolder, d:StudyData, o:SimpleNamespace, runs:dict, ctx:ResultI
     res, stages['results'] = results_stage(run, ctx)
     settings = {**{k: v for k, v in vars(o).items() if k not in ('spec', 'task_table')}, 'task': d.spec.name, 'langs': d.langs,
                 'compose': [list(p) for p in ctx.compose], 'focus': ctx.focus, 'suboptimal': sub, 'tracin_epochs': d.tracin_epochs}
-    record_study(run, settings, d.path, stages, runs, study_workers(o.workers, o.threads, d.ps, d.arch))
+    record_study(run, settings, d.path, stages, runs, d.workers)
     write_study_config(run, settings, o)
     log_summary(run, res, log)
     done = [('figures and tables', run.path/'figures')]
