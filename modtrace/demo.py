@@ -303,6 +303,7 @@ def pretrain_mlm(
     lr:float=1e-3,      # peak AdamW learning rate (10% warm-up, then linear decay)
     seed:int=0,         # seeds the shuffles and the masking
     mlm:bool=True,      # True: masked LM (encoders); False: next-token (causal) LM, for decoders
+    progress:bool=True, # a tqdm bar per epoch
 ) -> list[float]:
     "Masked-language-model pretraining (or causal-LM, `mlm=False`) in a plain loop; returns the mean loss of every epoch."
     torch.manual_seed(seed)
@@ -316,7 +317,8 @@ def pretrain_mlm(
     losses = []
     for e in range(epochs):
         order, tot = torch.randperm(len(enc)).tolist(), 0.
-        for b in tqdm(range(0, len(enc), batch_size), desc=f"{'MLM' if mlm else 'LM'} epoch {e+1}/{epochs}", leave=False):
+        for b in tqdm(range(0, len(enc), batch_size), desc=f"{'MLM' if mlm else 'LM'} epoch {e+1}/{epochs}",
+                      disable=not progress, leave=False):
             loss = model(**collate([enc[i] for i in order[b:b+batch_size]])).loss
             loss.backward(); opt.step(); sched.step(); opt.zero_grad()
             tot += loss.item() * len(order[b:b+batch_size])
@@ -333,6 +335,7 @@ def _model_key(seed, kw) -> str:
 
 def demo_model(
     seed:int=0,  # seeds the corpus, tokenizer and pretraining
+    progress:bool=True,  # pretraining's progress bars (when it is built)
     **kw,        # overrides of MODEL_DEFAULTS (layers, heads, hidden, n_per_lang, epochs, batch_size, lr, max_length)
 ) -> Path:
     "HF folder holding the demo tokenizer and MLM-pretrained small XLMRobertaForMaskedLM: built once per seed, cached, atomic."
@@ -349,7 +352,7 @@ def demo_model(
             vocab_size=len(tok), hidden_size=h, num_hidden_layers=cfg['layers'], num_attention_heads=cfg['heads'],
             intermediate_size=4*h, max_position_embeddings=cfg['max_length'] + 2, type_vocab_size=1,
             pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, layer_norm_eps=1e-5))
-        losses = pretrain_mlm(model, tok, texts, cfg['epochs'], cfg['batch_size'], cfg['lr'], seed)
+        losses = pretrain_mlm(model, tok, texts, cfg['epochs'], cfg['batch_size'], cfg['lr'], seed, progress=progress)
         model.save_pretrained(tmp); tok.save_pretrained(tmp)
         (tmp/'pretrain.json').write_text(json.dumps(dict(seed=seed, **cfg, mlm_loss=losses, seconds=round(time.time() - t0, 1),
                                                         languages=DEMO_LANGS), indent=1))
@@ -434,6 +437,7 @@ def local_model(
     pretrain_epochs:int=0,   # 0: random init; else epochs of MLM (encoders) or causal LM (decoders) on `texts`
     max_length:int=128,      # longest input in tokens
     batch_size:int=32, lr:float=1e-3,  # pretraining's batch size and peak learning rate
+    progress:bool=True,      # pretraining's progress bars (when it is built)
 ) -> Path:
     "HF folder with a small model of `family` and a byte-level BPE tokenizer trained on `texts`: built once, cached, atomic."
     fam, mt = family_named(family)
@@ -449,7 +453,8 @@ def local_model(
         torch.manual_seed(seed)
         model = (AutoModelForCausalLM if fam.decoder else AutoModelForMaskedLM).from_config(config)
         how = None if not pretrain_epochs else 'causal LM' if fam.decoder else 'MLM'
-        losses = pretrain_mlm(model, tok, texts, pretrain_epochs, batch_size, lr, seed, mlm=not fam.decoder) if how else []
+        losses = pretrain_mlm(model, tok, texts, pretrain_epochs, batch_size, lr, seed, mlm=not fam.decoder,
+                              progress=progress) if how else []
         model.save_pretrained(tmp); tok.save_pretrained(tmp)
         _check_reloaded_tokenizer(tmp, tok, _flat(texts)[:64], mt)
         (tmp/'local_model.json').write_text(json.dumps(dict(

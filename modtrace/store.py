@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_store.ipynb #c002
 from __future__ import annotations
-import json, multiprocessing, multiprocessing.connection, os, pickle, shutil, threading, zlib
+import importlib, json, multiprocessing, multiprocessing.connection, os, pickle, shutil, threading, zlib
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -331,10 +331,9 @@ def _with_model(fn, args, kw):
     "A worker's task that takes its copy of the model first (`LocalPool.submit(..., with_model=True)`)."
     return fn(_POOL_MODEL, *args, **kw)
 
-def _here():
-    "This module, imported by name: what a spawned worker can find (a notebook's own functions it cannot)."
-    import modtrace.store as m
-    return m
+def _importable(module:str, name:str):
+    "`module.name`, imported by name: what a spawned worker can find (a function a notebook's cell defines lives in `__main__`)."
+    return getattr(importlib.import_module(module), name)
 
 class LocalPool:
     "`n` local processes sketching each store's shares: the caller and `n - 1` spawned workers, `threads` threads each."
@@ -346,7 +345,7 @@ class LocalPool:
         self.model, self.n, self.threads, self.ex = model, n, threads, None
     def __enter__(self):
         if self.n > 1: self.ex = ProcessPoolExecutor(self.n - 1, mp_context=multiprocessing.get_context('spawn'),
-                                                     initializer=_here()._pool_init,
+                                                     initializer=_importable('modtrace.store', '_pool_init'),
                                                      initargs=(None if self.model is None else pickle.dumps(self.model), self.threads, _quiet()))
         return self
     def __exit__(self, exc_type, *exc):
@@ -366,7 +365,8 @@ def build(self:LocalPool,
          ) -> SketchStore:
     "Sketch `ds` into the store at `path`, each process its share (`build_part`), merged into the store one process writes."
     if self.n > 1 and self.ex is None: raise StoreError("Use the LocalPool in a `with` block: its workers start there.")
-    futures = [self.ex.submit(_here()._pool_part, ds, path, p, self.n, checkpoint, load_fn, kw) for p in range(1, self.n)]
+    part = _importable('modtrace.store', '_pool_part')
+    futures = [self.ex.submit(part, ds, path, p, self.n, checkpoint, load_fn, kw) for p in range(1, self.n)]
     build_part(model, ds, path, 0, self.n, checkpoint=checkpoint, **kw)
     for f in futures: self.result(f)                                     # a worker's error is raised here
     return merge_parts(path, self.n)
@@ -389,4 +389,4 @@ def submit(self:LocalPool,
            **kw):
     "Run `fn(*args, **kw)` in a worker: a `concurrent.futures.Future`."
     if self.ex is None: raise StoreError("LocalPool.submit needs workers: n >= 2, in a `with` block.")
-    return self.ex.submit(_here()._with_model, fn, args, kw) if with_model else self.ex.submit(fn, *args, **kw)
+    return self.ex.submit(_importable('modtrace.store', '_with_model'), fn, args, kw) if with_model else self.ex.submit(fn, *args, **kw)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import argparse, difflib, inspect, json, math, os, re, shutil, sys, time, types, typing
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +22,7 @@ from .model import check_masks, load_checkpoint, load_classifier, load_masks, lo
 from .finetune import evaluate, finetune
 from .demo import local_model, local_model_spec
 from .subnetworks import find_subnetworks, heads_disabled, load_subnetworks, mask_intersection, save_subnetworks
-from .store import LocalPool, sketch_checkpoints
+from .store import LocalPool, _importable, _quiet, sketch_checkpoints
 from .influence import RowsView, agreement, d_for_overlap, exact_scores, influence, influence_groups
 from .sketch import SketchError, Sketcher, iter_sketches, select_linears
 import numpy as np
@@ -36,9 +37,9 @@ __all__ = ['PAPER_SIZES', 'SKETCH', 'EXACT_BUDGET', 'CHECK_D', 'COMMANDS', 'Opti
            'check_against_data', 'disk_plan', 'check_disk', 'finetune_stage', 'study_masks', 'prune_stage',
            'subnetworks_stage', 'sketch_folder', 'sketch_stage', 'influence_stage', 'scored', 'sketch_options', 'trace',
            'unused_after', 'drop_stores', 'groups_stage', 'estimator_stage', 'exact_at', 'specificity_stage',
-           'results_stage', 'Study', 'accuracy_frame', 'environment', 'record_study', 'run_study', 'fine_tune_all',
-           'finetune_elsewhere', 'finish', 'study_choices', 'log_summary', 'read_study_config', 'with_config',
-           'to_toml', 'write_study_config', 'add_options', 'cli_parser', 'command', 'main']
+           'results_stage', 'Study', 'accuracy_frame', 'environment', 'record_study', 'hf_quiet', 'run_study',
+           'fine_tune_all', 'finetune_elsewhere', 'finish', 'study_choices', 'log_summary', 'read_study_config',
+           'with_config', 'to_toml', 'write_study_config', 'add_options', 'cli_parser', 'command', 'main']
 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
@@ -200,13 +201,13 @@ def study_workers(
     return n
 
 # %% ../nbs/14_study.ipynb #c021
-def _model_path(spec, model, seed, train=None):
+def _model_path(spec, model, seed, train=None, progress=True):
     "The model to start from: a folder (its absolute path), a hub name, `local:FAMILY` (built on `train`'s texts), or the task's."
     if model is not None and (local := local_model_spec(model)) is not None:
         texts = [(a, b) if b else a for a, b in zip(column(train, 'text'), column(train, 'text_pair'))]
-        return str(local_model(**local, texts=texts, seed=seed))          # cached: built once per (family, sizes, texts, seed)
+        return str(local_model(**local, texts=texts, seed=seed, progress=progress))   # cached: built once per (family, sizes, texts, seed)
     if model is not None: return str(Path(model).resolve()) if Path(model).exists() else model
-    return spec.default_model(seed=seed) if callable(spec.default_model) else spec.default_model
+    return spec.default_model(seed=seed, progress=progress) if callable(spec.default_model) else spec.default_model
 
 def prepare(o:SimpleNamespace, log=print, ps=None) -> StudyData:
     "The task's splits, the model, the hyper-parameters; every option that needs them checked."
@@ -214,7 +215,7 @@ def prepare(o:SimpleNamespace, log=print, ps=None) -> StudyData:
     try: raw = study_splits(spec, o.data, o.scale, o.seed, {'train': o.train_file} if o.train_file else None, o.langs)
     except DataError as e: raise _options_fix(e, o) from None
     langs = list(dict.fromkeys(column(raw['train'], 'lang')))
-    path = _model_path(spec, o.model, o.seed, raw['train'])
+    path = _model_path(spec, o.model, o.seed, raw['train'], o.progress)
     tok, arch = load_tokenizer(path), load_classifier(path, num_labels=spec.num_labels, seed=o.seed)
     log(f"[{spec.name}] model ready ({time.time() - t0:.0f} s): {path}")
     max_length = min(o.max_length, tok.model_max_length)
@@ -482,7 +483,8 @@ def _estimator_check(ft, d:StudyData, te, tr, rows, trows, o) -> pd.DataFrame:
     test_ds, train_ds, names = d.splits['test'].select(rows), d.splits['train'].select(trows), te[0].header['layers']
     recs, S_sum, X_sum, cks = [], 0, 0, [ft.checkpoints[e - 1] for e in d.tracin_epochs]
     with LocalPool(d.arch, min(2, d.workers), o.threads) as pool:   # every other checkpoint in a worker
-        there = {i: pool.submit(_here().exact_at, cks[i], test_ds, train_ds, names, o.norm, with_model=True) for i in range(1, len(cks), 2) if pool.n > 1}
+        at = _importable('modtrace.study', 'exact_at')
+        there = {i: pool.submit(at, cks[i], test_ds, train_ds, names, o.norm, with_model=True) for i in range(1, len(cks), 2) if pool.n > 1}
         Xs = [pool.result(there[i]) if i in there else exact_at(d.arch, cks[i], test_ds, train_ds, names, o.norm) for i in range(len(cks))]
     load_checkpoint(d.arch, cks[-1])                                                          # (the d scan below reads θ_E)
     for e, t, r, X in zip(d.tracin_epochs, te, tr, Xs):                                       # X: (sample, train sample)
@@ -596,6 +598,18 @@ def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict
     write_json(run.path/'study.json', {'settings': settings, 'model': model, 'environment': environment(workers),
                                        'stages': {**{k: r.out_dir.name for k, r in runs.items()}, **stages}}, indent=1)
 
+# %% ../nbs/14_study.ipynb #hfq1
+@contextmanager
+def hf_quiet():
+    "🤗 transformers' warnings, load reports and progress bars, and datasets' bars, off inside the block; the caller's restored on exit."
+    verbosity, hf_bars, ds_bars = _quiet()
+    transformers.logging.set_verbosity_error(); transformers.logging.disable_progress_bar(); datasets.disable_progress_bars()
+    try: yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if hf_bars: transformers.logging.enable_progress_bar()
+        if ds_bars: datasets.enable_progress_bars()
+
 # %% ../nbs/14_study.ipynb #c055
 def run_study(
     task:str='demo',            # xnli | xnli3 | pawsx | marc | demo | demo_single, or a task file (TOML/YAML, `modtrace.data.task_from_config`)
@@ -638,7 +652,7 @@ def run_study(
     run, log = RunFolder(Path(o.out)/o.spec.name, main=ps.is_main_process), log if ps.is_main_process else (lambda *a: None)
     study_workers(o.workers, o.threads, ps)                              # (a --workers that cannot apply: refused now)
     if o.report and run.main: check_report()
-    with torch_threads(o.threads), run.lock():
+    with hf_quiet(), torch_threads(o.threads), run.lock():
         ps.wait_for_everyone()                                           # the main process holds the lock for all of them
         with ps.main_process_first(): d = prepare(o, log, ps)            # shared caches (the demo's model) built once
         if run.main: check_disk(run, disk_plan(d, o), log)
@@ -665,15 +679,11 @@ def fine_tune_all(run:RunFolder, d:StudyData, o:SimpleNamespace, log=print) -> t
     rxi = {l: shuffle_mask(m, seed=o.seed + i) for i, (l, m) in enumerate(xi.items())}
     todo = not (run.stage('rsft', **d.hp, masks=rxi)/'stage.json').exists()
     with LocalPool(None, min(2, d.workers) if todo else 1, o.threads) as pool:   # a second core: side by side
-        rsft = pool.submit(_here().finetune_elsewhere, run, _for_worker(d), 'rsft', rxi, _worker_log(log)) if pool.n > 1 else None
+        elsewhere = _importable('modtrace.study', 'finetune_elsewhere')
+        rsft = pool.submit(elsewhere, run, _for_worker(d), 'rsft', rxi, _worker_log(log)) if pool.n > 1 else None
         runs['sft'] = finetune_stage(run, d, 'sft', xi, o.progress, log)
         runs['rsft'] = pool.result(rsft) if rsft else finetune_stage(run, d, 'rsft', rxi, o.progress, log)
     return runs, xi, rxi, pruned
-
-def _here():
-    "This module, imported by name: what a spawned worker can find (a notebook's own functions it cannot)."
-    import modtrace.study as m
-    return m
 
 def _for_worker(d:StudyData) -> StudyData:
     "What fine-tuning in a worker needs of the study's data: no model, no processes, and of the task only its labels (a task's functions may not pickle)."
@@ -825,9 +835,6 @@ def main(argv=None):
         sys.exit(usage + (f"\nmodtrace: error: unknown command {argv[0]!r}" if argv else ''))
     func, parser = command(argv[0])
     args = vars(parser.parse_args(argv[1:]))
-    transformers.logging.set_verbosity_error()   # the load report of a classifier made from an MLM is expected noise
-    transformers.logging.disable_progress_bar()  # a bar per checkpoint loaded or saved: the stages have their own
-    datasets.disable_progress_bars()
     try: func(**args)
     except OptionError as e: sys.exit(f"modtrace: error: {e.cli()}")
     except ValueError as e: sys.exit(f"modtrace: error: {e}")   # DataError, ModelError, RunError, StoreError: one clear line

@@ -2,6 +2,7 @@
 import json
 import pandas as pd, pytest
 from modtrace.study import run_study, main
+from modtrace.store import _quiet
 from modtrace.model import FAMILIES
 
 LANGS = ['en', 'de', 'ru']
@@ -23,6 +24,14 @@ def test_xnli_three_languages_with_a_small_model_of_every_family(shared_data, tm
     for name in ('fig2_subnetworks_delta_positive', 'fig5_sft_positive', 'fig16_specialization_per_checkpoint', 'fig11_head_usage'):
         assert (figs/f'{name}.png').exists() and (figs/f'{name}.csv').exists(), name
     assert json.loads((st.run/'study.json').read_text())['settings']['model'] == f'local:{family}'
+
+def test_no_progress_leaves_stderr_empty(shared_data, tmp_path, monkeypatch, capfd):
+    "progress=False from Python: nothing on stderr (the model's pretraining, 🤗's bars and load reports, the workers'), and the caller's 🤗 settings kept."
+    monkeypatch.setenv('MODTRACE_CACHE', str(tmp_path/'cache'))
+    was = _quiet()
+    run_study(**{**xnli_args(shared_data, tmp_path, 'xlmr'), 'model': 'local:xlmr:pretrain_epochs=1'})
+    assert capfd.readouterr().err == ''
+    assert _quiet() == was
 
 PAWSX_TOML = '''
 name = "pawsx_file"
