@@ -12,16 +12,16 @@ from tqdm.auto import tqdm
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, DataCollatorForLanguageModeling,
                           PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaForMaskedLM)
-from .core import atomic_build, cache_dir
+from .core import atomic_build, cache_dir, torch_threads
 from .data import TaskSpec, register_task
 from .model import FAMILIES, ModelError, family_named, load_tokenizer
 
 # %% auto #0
-__all__ = ['DEMO_VERSION', 'DEMO_LANGS', 'PATTERNS', 'CONCEPTS', 'WORD_ORDER', 'DEMO_SIZES', 'SPECIAL_TOKENS', 'MODEL_DEFAULTS',
-           'DEMO_LR', 'DEMO_EPOCHS', 'DEMO_TRACIN_EPOCHS', 'MIN_BPE_VOCAB', 'LOCAL_VERSION', 'LOCAL_DEFAULTS',
-           'planted_relatedness', 'lexicon', 'clause_concepts', 'render', 'sentiment_item', 'sentiment_label',
-           'demo_sizes', 'demo_data', 'vocabularies', 'realised_relatedness', 'train_tokenizer', 'demo_corpus',
-           'pretrain_mlm', 'demo_model', 'train_bpe_tokenizer', 'local_model', 'local_model_spec']
+__all__ = ['DEMO_VERSION', 'DEMO_LANGS', 'PATTERNS', 'CONCEPTS', 'WORD_ORDER', 'DEMO_SIZES', 'SPECIAL_TOKENS', 'MODEL_BUILD',
+           'MODEL_DEFAULTS', 'DEMO_LR', 'DEMO_EPOCHS', 'DEMO_TRACIN_EPOCHS', 'MIN_BPE_VOCAB', 'LOCAL_VERSION',
+           'LOCAL_DEFAULTS', 'planted_relatedness', 'lexicon', 'clause_concepts', 'render', 'sentiment_item',
+           'sentiment_label', 'demo_sizes', 'demo_data', 'vocabularies', 'realised_relatedness', 'train_tokenizer',
+           'demo_corpus', 'pretrain_mlm', 'demo_model', 'train_bpe_tokenizer', 'local_model', 'local_model_spec']
 
 # %% ../nbs/03_demo.ipynb #c008
 DEMO_VERSION = 2  # bump when the generator changes: old caches are then simply not found
@@ -304,34 +304,37 @@ def pretrain_mlm(
     seed:int=0,         # seeds the shuffles and the masking
     mlm:bool=True,      # True: masked LM (encoders); False: next-token (causal) LM, for decoders
     progress:bool=True, # a tqdm bar per epoch
+    threads:int|None=1, # torch threads while training (the weights depend on them); None: the caller's
 ) -> list[float]:
     "Masked-language-model pretraining (or causal-LM, `mlm=False`) in a plain loop; returns the mean loss of every epoch."
-    torch.manual_seed(seed)
-    enc = [{'input_ids': tokenizer(*(t if isinstance(t, tuple) else (t,)), truncation=True)['input_ids']} for t in texts]
-    collate = DataCollatorForLanguageModeling(tokenizer, mlm=mlm, mlm_probability=0.15)
-    steps = epochs * math.ceil(len(enc) / batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warm = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0., (steps - s) / (steps - warm + 1))))
-    model.train()
-    losses = []
-    for e in range(epochs):
-        order, tot = torch.randperm(len(enc)).tolist(), 0.
-        for b in tqdm(range(0, len(enc), batch_size), desc=f"{'MLM' if mlm else 'LM'} epoch {e+1}/{epochs}",
-                      disable=not progress, leave=False):
-            loss = model(**collate([enc[i] for i in order[b:b+batch_size]])).loss
-            loss.backward(); opt.step(); sched.step(); opt.zero_grad()
-            tot += loss.item() * len(order[b:b+batch_size])
-        losses.append(tot / len(enc))
-    return losses
+    with torch_threads(threads):   # (threads change the rounding, so the weights)
+        torch.manual_seed(seed)
+        enc = [{'input_ids': tokenizer(*(t if isinstance(t, tuple) else (t,)), truncation=True)['input_ids']} for t in texts]
+        collate = DataCollatorForLanguageModeling(tokenizer, mlm=mlm, mlm_probability=0.15)
+        steps = epochs * math.ceil(len(enc) / batch_size)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        warm = max(1, steps // 10)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0., (steps - s) / (steps - warm + 1))))
+        model.train()
+        losses = []
+        for e in range(epochs):
+            order, tot = torch.randperm(len(enc)).tolist(), 0.
+            for b in tqdm(range(0, len(enc), batch_size), desc=f"{'MLM' if mlm else 'LM'} epoch {e+1}/{epochs}",
+                          disable=not progress, leave=False):
+                loss = model(**collate([enc[i] for i in order[b:b+batch_size]])).loss
+                loss.backward(); opt.step(); sched.step(); opt.zero_grad()
+                tot += loss.item() * len(order[b:b+batch_size])
+            losses.append(tot / len(enc))
+        return losses
 
 # %% ../nbs/03_demo.ipynb #c050
+MODEL_BUILD = 2  # bump when the model's build changes (2: pretrained on one thread, whatever the caller's)
 MODEL_DEFAULTS = dict(layers=4, heads=4, hidden=64, n_per_lang=3000, epochs=4, batch_size=64, lr=1e-3, max_length=128)
 
 def _model_key(seed, kw) -> str:
     extra = {k: v for k, v in kw.items() if v != MODEL_DEFAULTS[k]}
     tag = '' if not extra else '-' + hashlib.sha1(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:8]
-    return f'demo-v{DEMO_VERSION}-model-s{seed}{tag}'
+    return f'demo-v{DEMO_VERSION}-model{MODEL_BUILD}-s{seed}{tag}'
 
 def demo_model(
     seed:int=0,  # seeds the corpus, tokenizer and pretraining
@@ -388,7 +391,7 @@ def train_bpe_tokenizer(
     return _hf_tokenizer(tok, max_length)
 
 # %% ../nbs/03_demo.ipynb #c069
-LOCAL_VERSION = 1  # bump when the build changes: old caches are then simply not found
+LOCAL_VERSION = 2  # bump when the build changes: old caches are then simply not found (2: pretrained on one thread)
 LOCAL_DEFAULTS = dict(layers=2, heads=4, hidden=64, vocab_size=2000, kv_heads=None, pretrain_epochs=0, max_length=128,
                       batch_size=32, lr=1e-3)
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, XLMRobertaForMaskedLM
 import modtrace.demo as D
-from modtrace.core import BUILDS
+from modtrace.core import BUILDS, torch_threads
 from modtrace.demo import (DEMO_LANGS, demo_data, demo_model, demo_sizes, demo_corpus, lexicon,
                            planted_relatedness, realised_relatedness, clause_concepts)
 from modtrace.data import get_task, load_splits
@@ -225,6 +225,16 @@ def test_cache_reuse(cache):
     m = demo_model(3, **TINY); n = BUILDS['model']
     assert demo_model(3, **TINY) == m and BUILDS['model'] == n
     assert m.parent == p.parent == cache
+
+def test_the_model_does_not_depend_on_the_callers_threads(tmp_path, monkeypatch):
+    "Pretraining runs on one thread: a notebook (all cores) builds the same demo model as the study (--threads 1), though threads change the weights."
+    def build(threads, cache):
+        monkeypatch.setenv('MODTRACE_CACHE', str(tmp_path/cache))
+        with torch_threads(threads): return (demo_model(0, n_per_lang=200, epochs=1, progress=False)/'model.safetensors').read_bytes()
+    assert build(1, 'a') == build(2, 'b')
+    pretrain = D.pretrain_mlm                                                   # with the caller's threads, as before: not the same
+    monkeypatch.setattr(D, 'pretrain_mlm', lambda *a, **k: pretrain(*a, **{**k, 'threads': None}))
+    assert build(1, 'c') != build(2, 'd')
 
 def test_model_settings_are_checked(cache):
     with pytest.raises(TypeError, match='unknown setting'): demo_model(0, layer=2)
