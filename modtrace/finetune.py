@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_finetune.ipynb #c002
 from __future__ import annotations
-import json, math, os, shutil
+import hashlib, json, math, os, shutil
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,10 +355,25 @@ def _prepare_splits(splits, tokenizer, max_length) -> dict[str, Dataset]:
     return out
 
 # %% ../nbs/04_finetune.ipynb #c096
-def _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmup, max_grad_norm, train, loss_fn) -> dict:
+def _weights_hash(model:nn.Module) -> str:
+    "A hash of the model's weights (names, dtypes, shapes, bytes): which weights a run started from."
+    h = hashlib.sha256()
+    for k, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f'{k} {t.dtype} {tuple(t.shape)};'.encode()); h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:16]
+
+def _examples_hash(ds:Dataset) -> str:
+    "A hash of every value of every column of a split: which examples a run trained on."
+    ds, h = ds.with_format(None), hashlib.sha256()
+    for c in sorted(ds.column_names): h.update(json.dumps([c, column(ds, c)]).encode())
+    return h.hexdigest()[:16]
+
+def _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmup, max_grad_norm, train, loss_fn, model) -> dict:
     "What a run depends on (run.json): a rerun into the same folder must match it."
     s = {'lr': lr, 'epochs': epochs, 'batch_size': batch_size, 'seed': seed, 'weight_decay': weight_decay,
          'schedule': schedule, 'warmup': warmup, 'max_grad_norm': max_grad_norm, 'n_train': len(train),
+         'train': _examples_hash(train), 'init': _weights_hash(model),
          'masks': {l: xi.tolist() for l, xi in masks.items()} if masks else None}
     if loss_fn is not cross_entropy: s['loss_fn'] = f"{loss_fn.__module__}.{getattr(loss_fn, '__qualname__', repr(loss_fn))}"
     return s
@@ -444,7 +459,7 @@ def finetune(
     out_dir, sets = Path(out_dir), _prepare_splits(splits, tokenizer, max_length)
     langs = languages(sets['train'])
     if masks is not None: masks = check_masks(masks, model_shape(model), langs)
-    settings = _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmup, max_grad_norm, sets['train'], loss_fn)
+    settings = _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmup, max_grad_norm, sets['train'], loss_fn, model)
     if (out_dir/'DONE').exists():                                # finished: load, never recompute
         _claim(out_dir, settings, main=False)
         load_checkpoint(model, checkpoint_dir(out_dir, epochs))

@@ -19,7 +19,7 @@ from fastcore.docments import docments
 from .core import atomic_write, column, torch_threads, write_json
 from .data import DataError, get_task, load_splits, read_config, task_from_config, tokenize
 from .model import check_masks, load_checkpoint, load_classifier, load_masks, load_tokenizer, model_shape, random_mask, save_masks, shuffle_mask
-from .finetune import evaluate, finetune
+from .finetune import _weights_hash, evaluate, finetune
 from .demo import local_model, local_model_spec
 from .subnetworks import find_subnetworks, heads_disabled, load_subnetworks, mask_intersection, save_subnetworks
 from .store import LocalPool, _importable, _quiet, sketch_checkpoints
@@ -219,8 +219,8 @@ def prepare(o:SimpleNamespace, log=print, ps=None) -> StudyData:
     tok, arch = load_tokenizer(path), load_classifier(path, num_labels=spec.num_labels, seed=o.seed)
     log(f"[{spec.name}] model ready ({time.time() - t0:.0f} s): {path}")
     max_length = min(o.max_length, tok.model_max_length)
-    hp = dict(task=spec.name, model=str(path), data=data_fingerprint(raw), seed=o.seed, max_length=max_length,
-              lr=spec.lr if o.lr is None else o.lr, epochs=spec.epochs if o.epochs is None else o.epochs, batch_size=o.batch_size)
+    hp = dict(task=spec.name, model=str(path), weights=_weights_hash(arch), data=data_fingerprint(raw), seed=o.seed,
+              max_length=max_length, lr=spec.lr if o.lr is None else o.lr, epochs=spec.epochs if o.epochs is None else o.epochs, batch_size=o.batch_size)
     d = StudyData(spec, str(path), tok, {k: tokenize(v, tok, max_length) for k, v in raw.items()}, hp,
                   arch.to(ps.device), langs, tracin_checkpoints(o.tracin_epochs or spec.tracin_epochs, hp['epochs']), ps,
                   study_workers(o.workers, o.threads, ps, arch))

@@ -106,11 +106,20 @@ def test_finished_run_is_not_recomputed(tmp_path, monkeypatch):
     res = finetune(model(), None, splits(), tmp_path, **kw)
     files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')}
     monkeypatch.setattr(ft, '_run', lambda *a, **k: pytest.fail('a finished run was recomputed'))
-    again = finetune(model(seed=5), None, splits(), tmp_path, **kw)
+    again = finetune(model(), None, splits(), tmp_path, **kw)
     assert again.results == res.results
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')} == files
     assert torch.equal(again.model.classifier.out_proj.weight, res.model.classifier.out_proj.weight)
     with pytest.raises(ValueError, match='batch_size differ'): finetune(model(), None, splits(), tmp_path, **{**kw, 'batch_size': 4})
+
+def test_a_finished_run_is_not_returned_for_another_model_or_other_examples(tmp_path):
+    "The folder's run started from other weights, or trained on other examples of the same number: refused, not returned."
+    kw = dict(lr=3e-3, epochs=1, batch_size=8, progress=False)
+    finetune(model(), None, splits(), tmp_path, **kw)
+    with pytest.raises(ValueError, match=r'\(init differ\)'): finetune(model(seed=5), None, splits(), tmp_path, **kw)
+    flipped = {**splits(), 'train': splits()['train'].map(lambda r: {'label': 1 - r['label']})}
+    with pytest.raises(ValueError, match=r'\(train differ\)'): finetune(model(), None, flipped, tmp_path, **kw)
+    assert json.loads((tmp_path/'run.json').read_text())['n_train'] == len(flipped['train'])   # (the same number of examples)
 
 # ---------------------------------------------------------------- sparse fine-tuning
 def test_sft_disabled_heads_unchanged_at_every_step_enabled_ones_move(tmp_path):

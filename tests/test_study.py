@@ -4,7 +4,9 @@ from pathlib import Path
 import pandas as pd
 import pytest, torch
 from conftest import ROOT
-from modtrace.study import run_study, main, study_masks, Study
+from types import SimpleNamespace
+from transformers import AutoModelForSequenceClassification
+from modtrace.study import run_study, main, study_masks, Study, _defaults, check_options, prepare
 from modtrace.run import fingerprint
 from modtrace.model import save_masks, random_mask
 
@@ -80,6 +82,20 @@ def test_same_inputs_reuse_every_stage_and_new_masks_rerun_only_what_depends_on_
     new = [s.split('-')[0] for s in now if s not in first]
     assert 'full' not in new and 'prune' not in new and {'sft', 'rsft', 'sketch', 'influence'} <= set(new)
     assert json.loads((run/'masks.json').read_text())['source'] == str(f)
+
+def test_a_model_folder_changed_in_place_keys_new_stages(tiny_folder, shared_data, tmp_path):
+    "The same --model folder with other weights (retrained in place): other stage keys, so no stage of the old weights is reused."
+    mine = tmp_path/'mine'; shutil.copytree(tiny_folder, mine)
+    opts = lambda: check_options(SimpleNamespace(**{**_defaults(), **kw(mine, shared_data, tmp_path), 'task_table': None}))
+    keys = lambda: prepare(opts(), log=lambda *a: None).hp
+    before = keys()
+    m = AutoModelForSequenceClassification.from_pretrained(mine)
+    with torch.no_grad(): m.base_model.embeddings.word_embeddings.weight[5, 0] += 1e-3   # one weight of thousands
+    m.save_pretrained(mine)
+    after = keys()
+    assert after['model'] == before['model'] and after['weights'] != before['weights']
+    assert {k: v for k, v in after.items() if k != 'weights'} == {k: v for k, v in before.items() if k != 'weights'}
+    assert keys() == after                                                             # and the same weights: the same keys
 
 def _kill_when(cmd, out:Path, pattern:str, timeout=600):
     "Start the study, SIGKILL it as soon as a file matching `pattern` appears under `out`; the pattern must appear."
