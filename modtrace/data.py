@@ -73,7 +73,7 @@ class TaskSpec:
     parallel: bool             # same ids in every language
     hub: object = None         # callable(lang, split) -> DataFrame in the raw schema (e.g. a `HubSource`), None if none
     make_data: object = None   # callable(seed=0, scale=1.0) -> Path of local files, used when no data is given (demo)
-    default_model: object = 'xlm-roberta-base'  # hub name / folder, or callable(seed=0, progress=True) -> local model folder (demo)
+    default_model: object = 'xlm-roberta-base'  # hub name / folder, or callable(seed=0[, progress=True]) -> local model folder (demo)
     optional_fields: tuple = ()  # text fields that may be missing or empty (MARC's review_title)
     pair: bool|None = None     # sentence-pair task? None: pair iff exactly two fields and none optional
     tracin_epochs: tuple|None = None  # epoch checkpoints TracIn sums over (Eq. 2); None: every epoch

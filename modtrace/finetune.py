@@ -366,7 +366,7 @@ def _weights_hash(model:nn.Module) -> str:
 def _examples_hash(ds:Dataset) -> str:
     "A hash of every value of every column of a split: which examples a run trained on."
     ds, h = ds.with_format(None), hashlib.sha256()
-    for c in sorted(ds.column_names): h.update(json.dumps([c, column(ds, c)]).encode())
+    for c in sorted(ds.column_names): h.update(json.dumps([c, column(ds, c)], default=repr).encode())   # (repr: dates, bytes, ...)
     return h.hexdigest()[:16]
 
 def _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmup, max_grad_norm, train, loss_fn, model) -> dict:
@@ -383,6 +383,9 @@ def _claim(out_dir:Path, settings:dict, main:bool):
     f = out_dir/'run.json'
     if f.exists():
         old = json.loads(f.read_text())
+        if not {'init', 'train'} <= set(old):
+            raise ValueError(f"{out_dir} holds a run made by an older modtrace, whose run.json does not say which weights and "
+                             "examples it started from: use another out_dir, or delete it to start over.")
         diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
         if diff: raise ValueError(f"{out_dir} holds a run with other settings ({', '.join(diff)} differ): "
                                   "use another out_dir, or delete it to start over.")

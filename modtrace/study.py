@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Literal
-import datasets, pandas as pd, torch, transformers
+import datasets, importlib, pandas as pd, torch, transformers
+hub_tqdm = importlib.import_module('huggingface_hub.utils.tqdm')   # (the module: `huggingface_hub.utils.tqdm` names its class)
 from fastcore.basics import patch
 from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
@@ -32,14 +33,15 @@ from .results import RUNS, ResultInputs, default_choices, health_note, plot_resu
 from .report import check_report, report as write_report
 
 # %% auto #0
-__all__ = ['PAPER_SIZES', 'SKETCH', 'EXACT_BUDGET', 'CHECK_D', 'COMMANDS', 'OptionError', 'check_options', 'study_splits',
-           'data_fingerprint', 'StudyData', 'processes', 'study_workers', 'prepare', 'tracin_checkpoints',
-           'check_against_data', 'disk_plan', 'check_disk', 'finetune_stage', 'study_masks', 'prune_stage',
-           'subnetworks_stage', 'sketch_folder', 'sketch_stage', 'influence_stage', 'scored', 'sketch_options', 'trace',
-           'unused_after', 'drop_stores', 'groups_stage', 'estimator_stage', 'exact_at', 'specificity_stage',
-           'results_stage', 'Study', 'accuracy_frame', 'environment', 'record_study', 'hf_quiet', 'run_study',
-           'fine_tune_all', 'finetune_elsewhere', 'finish', 'study_choices', 'log_summary', 'read_study_config',
-           'with_config', 'to_toml', 'write_study_config', 'add_options', 'cli_parser', 'command', 'main']
+__all__ = ['hub_tqdm', 'PAPER_SIZES', 'SKETCH', 'EXACT_BUDGET', 'CHECK_D', 'COMMANDS', 'OptionError', 'check_options',
+           'study_splits', 'data_fingerprint', 'StudyData', 'processes', 'study_workers', 'prepare',
+           'tracin_checkpoints', 'check_against_data', 'disk_plan', 'check_disk', 'finetune_stage', 'study_masks',
+           'prune_stage', 'subnetworks_stage', 'sketch_folder', 'sketch_stage', 'influence_stage', 'scored',
+           'sketch_options', 'trace', 'unused_after', 'drop_stores', 'groups_stage', 'estimator_stage', 'exact_at',
+           'specificity_stage', 'results_stage', 'Study', 'accuracy_frame', 'environment', 'record_study', 'hf_quiet',
+           'run_study', 'fine_tune_all', 'finetune_elsewhere', 'finish', 'study_choices', 'log_summary',
+           'read_study_config', 'with_config', 'to_toml', 'write_study_config', 'add_options', 'cli_parser', 'command',
+           'main']
 
 # %% ../nbs/14_study.ipynb #c005
 class OptionError(ValueError):
@@ -207,7 +209,10 @@ def _model_path(spec, model, seed, train=None, progress=True):
         texts = [(a, b) if b else a for a, b in zip(column(train, 'text'), column(train, 'text_pair'))]
         return str(local_model(**local, texts=texts, seed=seed, progress=progress))   # cached: built once per (family, sizes, texts, seed)
     if model is not None: return str(Path(model).resolve()) if Path(model).exists() else model
-    return spec.default_model(seed=seed, progress=progress) if callable(spec.default_model) else spec.default_model
+    if not callable(spec.default_model): return spec.default_model
+    takes = inspect.signature(spec.default_model).parameters
+    quiet = {'progress': progress} if 'progress' in takes or any(p.kind == p.VAR_KEYWORD for p in takes.values()) else {}
+    return spec.default_model(seed=seed, **quiet)                       # (a callable(seed) of an older task: no progress)
 
 def prepare(o:SimpleNamespace, log=print, ps=None) -> StudyData:
     "The task's splits, the model, the hyper-parameters; every option that needs them checked."
@@ -601,14 +606,16 @@ def record_study(run:RunFolder, settings:dict, model:str, stages:dict, runs:dict
 # %% ../nbs/14_study.ipynb #hfq1
 @contextmanager
 def hf_quiet():
-    "🤗 transformers' warnings, load reports and progress bars, and datasets' bars, off inside the block; the caller's restored on exit."
+    "🤗 transformers' warnings, load reports and progress bars, and datasets' and the Hub's bars, off inside the block; the caller's restored on exit."
     verbosity, hf_bars, ds_bars = _quiet()
+    hub = dict(hub_tqdm.progress_bar_states)                          # the Hub's bars, group by group
     transformers.logging.set_verbosity_error(); transformers.logging.disable_progress_bar(); datasets.disable_progress_bars()
     try: yield
     finally:
         transformers.logging.set_verbosity(verbosity)
         if hf_bars: transformers.logging.enable_progress_bar()
         if ds_bars: datasets.enable_progress_bars()
+        hub_tqdm.progress_bar_states.clear(); hub_tqdm.progress_bar_states.update(hub)
 
 # %% ../nbs/14_study.ipynb #c055
 def run_study(

@@ -231,10 +231,11 @@ def test_the_model_does_not_depend_on_the_callers_threads(tmp_path, monkeypatch)
     def build(threads, cache):
         monkeypatch.setenv('MODTRACE_CACHE', str(tmp_path/cache))
         with torch_threads(threads): return (demo_model(0, n_per_lang=200, epochs=1, progress=False)/'model.safetensors').read_bytes()
+    pretrain = D.pretrain_mlm
+    with monkeypatch.context() as mp:                                          # with the caller's threads, as before
+        mp.setattr(D, 'pretrain_mlm', lambda *a, **k: pretrain(*a, **{**k, 'threads': None}))
+        if build(1, 'c') == build(2, 'd'): pytest.skip("threads do not change these weights on this CPU: nothing to check")
     assert build(1, 'a') == build(2, 'b')
-    pretrain = D.pretrain_mlm                                                   # with the caller's threads, as before: not the same
-    monkeypatch.setattr(D, 'pretrain_mlm', lambda *a, **k: pretrain(*a, **{**k, 'threads': None}))
-    assert build(1, 'c') != build(2, 'd')
 
 def test_model_settings_are_checked(cache):
     with pytest.raises(TypeError, match='unknown setting'): demo_model(0, layer=2)

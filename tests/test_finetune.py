@@ -121,6 +121,19 @@ def test_a_finished_run_is_not_returned_for_another_model_or_other_examples(tmp_
     with pytest.raises(ValueError, match=r'\(train differ\)'): finetune(model(), None, flipped, tmp_path, **kw)
     assert json.loads((tmp_path/'run.json').read_text())['n_train'] == len(flipped['train'])   # (the same number of examples)
 
+def test_a_run_folder_of_an_older_modtrace_is_one_clear_error(tmp_path):
+    "run.json without the hashes (written before they were recorded): said, not reported as changed settings."
+    kw = dict(lr=3e-3, epochs=1, batch_size=8, progress=False)
+    finetune(model(), None, splits(), tmp_path, **kw)
+    old = {k: v for k, v in json.loads((tmp_path/'run.json').read_text()).items() if k not in ('init', 'train')}
+    (tmp_path/'run.json').write_text(json.dumps(old))
+    with pytest.raises(ValueError, match='older modtrace'): finetune(model(), None, splits(), tmp_path, **kw)
+
+def test_the_examples_hash_takes_any_column_type():
+    import datetime
+    tr = splits()['train']; ds = tr.add_column('when', [datetime.date(2026, 1, 1 + i % 28) for i in range(len(tr))])
+    assert ft._examples_hash(ds) == ft._examples_hash(ds) != ft._examples_hash(tr)
+
 # ---------------------------------------------------------------- sparse fine-tuning
 def test_sft_disabled_heads_unchanged_at_every_step_enabled_ones_move(tmp_path):
     m = model()

@@ -97,6 +97,14 @@ def test_a_model_folder_changed_in_place_keys_new_stages(tiny_folder, shared_dat
     assert {k: v for k, v in after.items() if k != 'weights'} == {k: v for k, v in before.items() if k != 'weights'}
     assert keys() == after                                                             # and the same weights: the same keys
 
+def test_a_task_model_callable_without_progress_still_works(tiny_folder):
+    "A task registered with default_model=callable(seed) (before progress was passed) is called without it."
+    from modtrace.study import _model_path
+    spec = SimpleNamespace(default_model=lambda seed=0: f'{tiny_folder}-{seed}')
+    assert _model_path(spec, None, 3, progress=False) == f'{tiny_folder}-3'
+    spec = SimpleNamespace(default_model=lambda seed=0, progress=True: f'{seed}-{progress}')
+    assert _model_path(spec, None, 3, progress=False) == '3-False'
+
 def _kill_when(cmd, out:Path, pattern:str, timeout=600):
     "Start the study, SIGKILL it as soon as a file matching `pattern` appears under `out`; the pattern must appear."
     p = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, 'OMP_NUM_THREADS': '1'}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
