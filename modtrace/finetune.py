@@ -19,6 +19,7 @@ from accelerate.utils import set_seed, DistributedType
 from transformers import get_scheduler
 from tqdm.auto import tqdm
 from .core import column, evaluating, write_json
+from .run import fingerprint
 from .model import (check_mask, check_masks, cross_entropy, head_gate, head_param_masks, load_checkpoint,
                             model_shape)
 from .data import tokenize
@@ -365,9 +366,8 @@ def _weights_hash(model:nn.Module) -> str:
 
 def _examples_hash(ds:Dataset) -> str:
     "A hash of every value of every column of a split: which examples a run trained on."
-    ds, h = ds.with_format(None), hashlib.sha256()
-    for c in sorted(ds.column_names): h.update(json.dumps([c, column(ds, c)], default=repr).encode())   # (repr: dates, bytes, ...)
-    return h.hexdigest()[:16]
+    ds = ds.with_format(None)
+    return fingerprint(**{c: column(ds, c) for c in ds.column_names})
 
 def _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmup, max_grad_norm, train, loss_fn, model) -> dict:
     "What a run depends on (run.json): a rerun into the same folder must match it."

@@ -23,7 +23,7 @@ def fingerprint(**inputs) -> str:
         if isinstance(o, dict): return {str(k): enc(v) for k, v in sorted(o.items())}
         if isinstance(o, (list, tuple)): return [enc(v) for v in o]
         return o
-    return hashlib.sha256(json.dumps(enc(inputs), sort_keys=True).encode()).hexdigest()[:10]
+    return hashlib.sha256(json.dumps(enc(inputs), sort_keys=True, default=repr).encode()).hexdigest()[:10]   # (repr: dates, bytes, ...)
 
 # %% ../nbs/11_run.ipynb #c009
 @functools.lru_cache(maxsize=None)

@@ -225,7 +225,8 @@ def prepare(o:SimpleNamespace, log=print, ps=None) -> StudyData:
     log(f"[{spec.name}] model ready ({time.time() - t0:.0f} s): {path}")
     max_length = min(o.max_length, tok.model_max_length)
     hp = dict(task=spec.name, model=str(path), weights=_weights_hash(arch), data=data_fingerprint(raw), seed=o.seed,
-              max_length=max_length, lr=spec.lr if o.lr is None else o.lr, epochs=spec.epochs if o.epochs is None else o.epochs, batch_size=o.batch_size)
+              max_length=max_length, lr=spec.lr if o.lr is None else o.lr,
+              epochs=spec.epochs if o.epochs is None else o.epochs, batch_size=o.batch_size)
     d = StudyData(spec, str(path), tok, {k: tokenize(v, tok, max_length) for k, v in raw.items()}, hp,
                   arch.to(ps.device), langs, tracin_checkpoints(o.tracin_epochs or spec.tracin_epochs, hp['epochs']), ps,
                   study_workers(o.workers, o.threads, ps, arch))
