@@ -7,5 +7,5 @@ __all__ = []
 
 # %% ../nbs/16_main.ipynb #c002
 #| eval: false
-from .study import main
+from .cli import main
 if __name__ == '__main__': main()

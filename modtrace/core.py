@@ -10,9 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 import torch
 from torch import nn
+import importlib, datasets, transformers
+hub_tqdm = importlib.import_module('huggingface_hub.utils.tqdm')   # (the module: `huggingface_hub.utils.tqdm` names its class)
 
 # %% auto #0
-__all__ = ['BUILDS', 'atomic_write', 'write_json', 'cache_dir', 'atomic_build', 'evaluating', 'torch_threads', 'column']
+__all__ = ['hub_tqdm', 'BUILDS', 'atomic_write', 'write_json', 'cache_dir', 'atomic_build', 'evaluating', 'torch_threads',
+           'column', 'hf_settings', 'set_hf_settings', 'hf_quiet']
 
 # %% ../nbs/00_core.ipynb #c005
 def atomic_write(
@@ -100,3 +103,24 @@ def column(
     c = ds[name]
     try: return list(c[:])                                               # a lazy column (datasets >= 4) is read at once when sliced
     except TypeError: return list(c)
+
+# %% ../nbs/00_core.ipynb #hfq1
+def hf_settings() -> tuple:
+    "The caller's verbosity and progress bars of 🤗 transformers and datasets: (verbosity, transformers' bars, datasets' bars)."
+    return transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
+
+def set_hf_settings(s:tuple):
+    "Apply `hf_settings()`'s (verbosity, transformers' bars, datasets' bars)."
+    transformers.logging.set_verbosity(s[0])
+    transformers.logging.enable_progress_bar() if s[1] else transformers.logging.disable_progress_bar()
+    datasets.enable_progress_bars() if s[2] else datasets.disable_progress_bars()
+
+@contextmanager
+def hf_quiet():
+    "🤗 transformers' warnings, load reports and progress bars, and datasets' and the Hub's bars, off inside the block; the caller's restored on exit."
+    was, hub = hf_settings(), dict(hub_tqdm.progress_bar_states)          # the Hub's bars, group by group
+    set_hf_settings((transformers.logging.ERROR, False, False))
+    try: yield
+    finally:
+        set_hf_settings(was)
+        hub_tqdm.progress_bar_states.clear(); hub_tqdm.progress_bar_states.update(hub)

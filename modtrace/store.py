@@ -4,23 +4,20 @@
 
 # %% ../nbs/07_store.ipynb #c002
 from __future__ import annotations
-import importlib, json, multiprocessing, multiprocessing.connection, os, pickle, shutil, threading, zlib
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import json, os, shutil, zlib
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-import datasets, torch, transformers
+import torch
 from torch import nn
-from fastcore.basics import patch
 from .core import column, write_json
 from .model import cross_entropy, load_checkpoint
 from .sketch import Sketcher, iter_sketches
 
 # %% auto #0
 __all__ = ['AGREE', 'StoreError', 'StoreCorrupt', 'checkpoint_info', 'check_compatible', 'SketchStore', 'store_dtype',
-           'build_store', 'sketch_checkpoints', 'part_rows', 'build_part', 'merge_parts', 'LocalPool']
+           'build_store', 'sketch_checkpoints', 'part_rows', 'build_part', 'merge_parts']
 
 # %% ../nbs/07_store.ipynb #c005
 class StoreError(ValueError):
@@ -222,7 +219,7 @@ def sketch_checkpoints(
     log=print,             # where a rebuild is announced
     part:int=0, n_parts:int=1,  # this process's share of the rows, of how many processes (`build_part`)
     barrier=None,          # with n_parts > 1: callable waiting for every process (e.g. `accelerate.PartialState().wait_for_everyone`)
-    pool=None,             # a `LocalPool` (entered) whose local processes share each store that needs sketching
+    pool=None,             # a `modtrace.pool.LocalPool` (entered) whose local processes share each store that needs sketching
     **kw,                  # passed to `build_store` (xi, d, layers, seed, dtype, model_name, root, ...)
 ) -> list[SketchStore]:
     "One store per checkpoint θ_e, resumable; a checkpoint's weights are loaded only if its store needs sketching."
@@ -302,91 +299,3 @@ def merge_parts(
     if cleanup:
         for p in [*(q.path for q in parts), *empty]: shutil.rmtree(p)
     return SketchStore(path)
-
-# %% ../nbs/07_store.ipynb #c039
-def _quiet() -> tuple:
-    "The caller's verbosity and progress bars of 🤗 transformers and datasets (a worker keeps the same)."
-    return transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
-
-def _exit_with_parent():
-    "End this worker when the process that started it is gone (killed): it must not write on into a run folder."
-    parent = multiprocessing.parent_process()
-    if parent is not None: threading.Thread(target=lambda: (multiprocessing.connection.wait([parent.sentinel]), os._exit(1)), daemon=True).start()
-
-def _pool_init(model:bytes|None, threads:int, quiet:tuple):
-    "A worker's start: its own copy of the model (unpickled from bytes), its threads, the caller's verbosity, a watch on the caller."
-    global _POOL_MODEL
-    _exit_with_parent()
-    torch.set_num_threads(threads); _POOL_MODEL = None if model is None else pickle.loads(model)
-    transformers.logging.set_verbosity(quiet[0])
-    if not quiet[1]: transformers.logging.disable_progress_bar()
-    if not quiet[2]: datasets.disable_progress_bars()
-
-def _pool_part(ds, path, part:int, n_parts:int, checkpoint, load_fn, kw:dict):
-    "A worker's task: θ_e's weights into its model, then its share of `ds` (`build_part`)."
-    load_fn(_POOL_MODEL, Path(checkpoint))
-    build_part(_POOL_MODEL, ds, path, part, n_parts, checkpoint=checkpoint, **{**kw, 'progress': False})
-
-def _with_model(fn, args, kw):
-    "A worker's task that takes its copy of the model first (`LocalPool.submit(..., with_model=True)`)."
-    return fn(_POOL_MODEL, *args, **kw)
-
-def _importable(module:str, name:str):
-    "`module.name`, imported by name: what a spawned worker can find (a function a notebook's cell defines lives in `__main__`)."
-    return getattr(importlib.import_module(module), name)
-
-class LocalPool:
-    "`n` local processes sketching each store's shares: the caller and `n - 1` spawned workers, `threads` threads each."
-    def __init__(self,
-                 model:nn.Module|None,  # a classifier of the run's architecture (each worker gets a copy; weights come per checkpoint); None: none
-                 n:int=2,           # processes in all, the caller included; 1: no workers
-                 threads:int=1):    # torch threads of each worker
-        if not (isinstance(n, int) and n >= 1): raise StoreError(f"A LocalPool needs n >= 1 processes, not {n!r}.")
-        self.model, self.n, self.threads, self.ex = model, n, threads, None
-    def __enter__(self):
-        if self.n > 1: self.ex = ProcessPoolExecutor(self.n - 1, mp_context=multiprocessing.get_context('spawn'),
-                                                     initializer=_importable('modtrace.store', '_pool_init'),
-                                                     initargs=(None if self.model is None else pickle.dumps(self.model), self.threads, _quiet()))
-        return self
-    def __exit__(self, exc_type, *exc):
-        if self.ex is None: return
-        if exc_type is not None:                                         # an error here: stop the workers' tasks now (they resume later)
-            for p in list(self.ex._processes.values()): p.terminate()
-        self.ex.shutdown(wait=exc_type is None, cancel_futures=True); self.ex = None
-
-# %% ../nbs/07_store.ipynb #c040
-@patch
-def build(self:LocalPool,
-          model:nn.Module,   # the caller's model, θ_e's weights loaded: it sketches share 0
-          ds, path,          # the examples and the store's folder
-          checkpoint,        # θ_e's folder: each worker loads it with `load_fn`
-          load_fn=load_checkpoint,
-          **kw,              # passed to `build_store`
-         ) -> SketchStore:
-    "Sketch `ds` into the store at `path`, each process its share (`build_part`), merged into the store one process writes."
-    if self.n > 1 and self.ex is None: raise StoreError("Use the LocalPool in a `with` block: its workers start there.")
-    part = _importable('modtrace.store', '_pool_part')
-    futures = [self.ex.submit(part, ds, path, p, self.n, checkpoint, load_fn, kw) for p in range(1, self.n)]
-    build_part(model, ds, path, 0, self.n, checkpoint=checkpoint, **kw)
-    for f in futures: self.result(f)                                     # a worker's error is raised here
-    return merge_parts(path, self.n)
-
-@patch
-def result(self:LocalPool, future):
-    "`future.result()`, a worker that died (killed, out of memory, or unable to start) said in one clear error."
-    try: return future.result()
-    except BrokenProcessPool:
-        raise StoreError("A worker process of the study stopped before finishing its task: it was killed, ran out of memory, or could "
-                         "not start (a script that runs a study must do so under `if __name__ == '__main__':`, because each worker "
-                         "imports the script). Rerun with fewer workers (--workers 1: one process); finished stages are kept.") from None
-
-# %% ../nbs/07_store.ipynb #c041
-@patch
-def submit(self:LocalPool,
-           fn,                     # importable by name (a module's function, not a notebook's or a lambda)
-           *args,
-           with_model:bool=False,  # call `fn(model, *args, **kw)` with the worker's copy of the architecture
-           **kw):
-    "Run `fn(*args, **kw)` in a worker: a `concurrent.futures.Future`."
-    if self.ex is None: raise StoreError("LocalPool.submit needs workers: n >= 2, in a `with` block.")
-    return self.ex.submit(_importable('modtrace.store', '_with_model'), fn, args, kw) if with_model else self.ex.submit(fn, *args, **kw)

@@ -1,17 +1,19 @@
 "The demo's planted-truth check on more seeds than the README's: the demo model of each seed, fully fine-tuned, ranks language pairs by cross-language influence as the planted relatedness does (seed 0 runs in test_quickstart)."
-from types import SimpleNamespace
 import pytest, torch
-from modtrace.study import _defaults, check_options, prepare, finetune_stage, sketch_stage, influence_stage
+from modtrace.config import StudyConfig
+from modtrace.methods import method_named
+from modtrace.stages import prepare, finetune_stage
+from modtrace.tracing import influence_stage
 from modtrace.run import RunFolder
 from modtrace.aggregate import relatedness_agreement
 
 def planted_check(seed:int, out, log=lambda *a: None) -> tuple[float, float]:
     "(Spearman ρ between summed cross-language influence and the planted R over the language pairs, full FT's test accuracy)."
-    o = check_options(SimpleNamespace(**{**_defaults(), 'seed': seed, 'progress': False, 'report': False, 'task_table': None}))
-    run, d = RunFolder(out/f'demo-s{seed}'), prepare(o, log=log)
-    full = finetune_stage(run, d, 'full', progress=False, log=log)
-    tr, te = (sketch_stage(run, full, d.arch, d.splits[s], None, d.tracin_epochs, False, log=log) for s in ('train', 'test'))
-    shares, _ = influence_stage(run, te, tr, o.top_m, o.norm)
+    c, tracin = StudyConfig.make(seed=seed, progress=False, report=False), method_named('tracin')
+    run, d = RunFolder(out/f'demo-s{seed}'), prepare(c, log=log)
+    full = run.cached(finetune_stage(d, 'full', progress=False, log=log))
+    tr, te = (tracin.features(run, full, d.splits[s], None, d, c, log=log) for s in ('train', 'test'))
+    shares, _ = run.cached(influence_stage(tracin, c, (run.folder(te).name, run.folder(tr).name), (run.cached(te), run.cached(tr))))
     pos = shares[(shares.epoch == 'sum') & (shares.which == 'pos')]
     _, st = relatedness_agreement(pos, d.spec.relatedness(seed).loc[d.langs, d.langs], n_boot=10, seed=0)
     return float(st['spearman_rho']), full.accuracy('test')['all']

@@ -1,7 +1,7 @@
 "README command 1 end to end: the demo study from an empty cache learns every language, writes every result, finds the planted language structure, and ends with an executed notebook and a docs site."
 import pandas as pd
 import pytest, torch
-from modtrace.study import main
+from modtrace.cli import main
 from modtrace.demo import DEMO_LANGS
 from test_study import FIGURES, TABLES
 

@@ -1,7 +1,9 @@
 "`modtrace seeds`: every option checked before any study starts, one study per seed in its own run folder, and each conclusion per seed read back from the studies themselves."
 import pandas as pd, pytest
 from modtrace.seeds import run_seeds, seed_table, spread
-from modtrace.study import OptionError, Study, main
+from modtrace.config import OptionError
+from modtrace.study import Study
+from modtrace.cli import main
 
 def small(shared_data):
     "A small XNLI study (three languages of the real samples, a small local XLM-R, one epoch)."

@@ -119,7 +119,7 @@ def test_two_processes_give_the_same_store_as_one(tiny_model, tmp_path):
 
 def test_a_pool_of_local_workers_writes_the_store_one_process_writes(tiny_model, tmp_path):
     "LocalPool: spawned workers sketch their shares of every checkpoint's store; merged, byte for byte the single process's."
-    from modtrace.store import LocalPool
+    from modtrace.pool import LocalPool
     ds = split(13)
     for e in (1, 2):
         tiny_model(seed=e).save_pretrained(tmp_path/'run'/f'epoch-{e}')
@@ -136,7 +136,7 @@ def test_a_pool_of_local_workers_writes_the_store_one_process_writes(tiny_model,
 
 def test_a_worker_loading_other_weights_leaves_the_callers_model_alone(tiny_model, tmp_path):
     "The workers get their own copy of the model (not tensors in shared memory): loading θ_e there changes nothing here."
-    from modtrace.store import LocalPool
+    from modtrace.pool import LocalPool
     from modtrace.model import load_checkpoint
     tiny_model(seed=2).save_pretrained(tmp_path/'e2')
     mine = tiny_model(seed=0)

@@ -4,9 +4,11 @@ from pathlib import Path
 import pandas as pd
 import pytest, torch
 from conftest import ROOT
-from types import SimpleNamespace
 from transformers import AutoModelForSequenceClassification
-from modtrace.study import run_study, main, study_masks, Study, _defaults, check_options, prepare
+from modtrace.study import run_study, Study
+from modtrace.cli import main
+from modtrace.config import StudyConfig
+from modtrace.stages import study_masks, prepare
 from modtrace.run import fingerprint
 from modtrace.model import save_masks, random_mask
 
@@ -86,7 +88,7 @@ def test_same_inputs_reuse_every_stage_and_new_masks_rerun_only_what_depends_on_
 def test_a_model_folder_changed_in_place_keys_new_stages(tiny_folder, shared_data, tmp_path):
     "The same --model folder with other weights (retrained in place): other stage keys, so no stage of the old weights is reused."
     mine = tmp_path/'mine'; shutil.copytree(tiny_folder, mine)
-    opts = lambda: check_options(SimpleNamespace(**{**_defaults(), **kw(mine, shared_data, tmp_path), 'task_table': None}))
+    opts = lambda: StudyConfig.make(**{k: v for k, v in kw(mine, shared_data, tmp_path).items() if k != 'log'})
     keys = lambda: prepare(opts(), log=lambda *a: None).hp
     before = keys()
     m = AutoModelForSequenceClassification.from_pretrained(mine)
@@ -99,7 +101,8 @@ def test_a_model_folder_changed_in_place_keys_new_stages(tiny_folder, shared_dat
 
 def test_a_task_model_callable_without_progress_still_works(tiny_folder):
     "A task registered with default_model=callable(seed) (before progress was passed) is called without it."
-    from modtrace.study import _model_path
+    from types import SimpleNamespace
+    from modtrace.stages import _model_path
     spec = SimpleNamespace(default_model=lambda seed=0: f'{tiny_folder}-{seed}')
     assert _model_path(spec, None, 3, progress=False) == f'{tiny_folder}-3'
     spec = SimpleNamespace(default_model=lambda seed=0, progress=True: f'{seed}-{progress}')
@@ -120,7 +123,7 @@ def _kill_when(cmd, out:Path, pattern:str, timeout=600):
                                            ('SFT', 'pawsx/sft-*/epoch-1/state.json')])
 def test_sigkill_then_rerun_gives_identical_results(reference, tiny_folder, shared_data, tmp_path, stage, pattern):
     _, ref = reference
-    cmd = [sys.executable, '-c', f"from modtrace.study import main; main({args(tiny_folder, shared_data, tmp_path)!r})"]
+    cmd = [sys.executable, '-c', f"from modtrace.cli import main; main({args(tiny_folder, shared_data, tmp_path)!r})"]
     assert _kill_when(cmd, tmp_path, pattern) == -signal.SIGKILL
     assert not (tmp_path/'pawsx'/'figures'/'fig10_full_positive.csv').exists()     # killed before the end
     r = subprocess.run(cmd, cwd=ROOT, env={**os.environ, 'OMP_NUM_THREADS': '1'}, capture_output=True, text=True)
@@ -179,7 +182,7 @@ def test_a_moved_run_folder_reuses_every_stage(reference, tiny_folder, shared_da
     st = run_study(**kw(tiny_folder, shared_data, tmp_path))
     assert stages(tmp_path/'pawsx') == before                                    # no new stage folder: everything reused
     assert results(tmp_path/'pawsx') == results(ref)
-    assert st.run == tmp_path/'pawsx' and st.stale == []
+    assert st.run == tmp_path/'pawsx' and st.stale == {}
 
 def test_the_number_of_sketching_workers_changes_no_result(reference, tiny_folder, shared_data, tmp_path):
     "From the same fine-tuned checkpoints, 1 and 3 local sketching processes give byte-identical results (only the time differs)."
@@ -200,7 +203,8 @@ def test_the_number_of_sketching_workers_changes_no_result(reference, tiny_folde
 def test_workers_are_for_one_cpu_process():
     "Under accelerate launch (or on a GPU) the launched processes share the sketching: --workers > 1 is refused, the default is 1."
     from types import SimpleNamespace
-    from modtrace.study import OptionError, study_workers
+    from modtrace.config import OptionError
+    from modtrace.stages import study_workers
     launched = SimpleNamespace(num_processes=2, device=torch.device('cpu'))
     assert study_workers(None, 1, launched) == 1 and study_workers(4, 1) == 4
     with pytest.raises(OptionError, match='under accelerate launch leave it out'): study_workers(2, 1, launched)
@@ -220,8 +224,11 @@ def test_stages_made_by_other_code_are_said_to_be_stale(reference, tmp_path):
     shutil.copytree(ref, tmp_path/'pawsx')
     rec = json.loads((tmp_path/'pawsx'/'study.json').read_text())
     f = tmp_path/'pawsx'/rec['stages']['sft']/'stage.json'
-    f.write_text(json.dumps({**json.loads(f.read_text()), 'code': '0.0.0+older'}))
-    assert Study.load(tmp_path/'pawsx').stale == [rec['stages']['sft']]
+    marker = json.loads(f.read_text())
+    assert Study.load(tmp_path/'pawsx').stale == {}
+    assert 'modtrace.finetune.finetune' in marker['functions'] and 'modtrace.data.load_splits' in marker['functions']   # read from the code
+    f.write_text(json.dumps({**marker, 'functions': {**marker['functions'], 'modtrace.finetune.finetune': 'older'}}))
+    assert Study.load(tmp_path/'pawsx').stale == {rec['stages']['sft']: ['modtrace.finetune.finetune']}   # which stage, and why
 
 def test_a_second_study_on_the_same_folder_stops_with_one_clear_error(reference, tiny_folder, shared_data, tmp_path):
     from modtrace.run import RunFolder
@@ -303,3 +310,48 @@ def test_mask_specificity_is_every_language_under_every_subnetwork(reference):
     t2 = pd.read_csv(run/'figures'/'table2_accuracy.csv').set_index('lang')['full FT + subnetwork']
     pd.testing.assert_series_equal(own, t2.loc[LANGS], check_names=False)      # two code paths, one accuracy
     assert 'specificity' in json.loads((run/'study.json').read_text())['stages']
+
+# ---------------------------------------------------------------- a stage's key holds the code it runs
+def edit(monkeypatch, func, old:str, new:str):
+    "Edit `func`'s source as a person would (`old` -> `new`) and put the edited function wherever modtrace holds the original."
+    import inspect, linecache, textwrap
+    src = textwrap.dedent(inspect.getsource(func))
+    assert old in src, f"{old!r} is not in {func.__qualname__}'s source"
+    edited, fname = src.replace(old, new, 1), f'<edited {func.__module__}.{func.__qualname__}>'
+    linecache.cache[fname] = (len(edited), None, edited.splitlines(True), fname)   # the edited source, as inspect reads a file's
+    ns = {}
+    exec(compile(edited, fname, 'exec'), func.__globals__, ns)
+    fn = ns[func.__name__]
+    fn.__module__, fn.__qualname__ = func.__module__, func.__qualname__
+    for m in [m for n, m in list(sys.modules.items()) if n.startswith('modtrace')]:
+        for k, v in list(vars(m).items()):
+            if v is func: monkeypatch.setattr(m, k, fn)
+
+def made(run) -> dict:
+    "{stage folder: when its marker was written}."
+    return {p.parent.name: p.stat().st_mtime_ns for p in run.glob('*/stage.json')}
+
+@pytest.mark.parametrize('where,old,new,recomputed', [
+    ('modtrace.tracing.estimator_check', '"The check\'s table', '"The estimator check\'s table', {'estimator', 'results'}),
+    ('modtrace.tracing.specificity_stage', "'accuracy': 100 * a", "'accuracy': a * 100", {'specificity', 'results'}),
+    ('modtrace.data.load_splits', '"The paper\'s splits:', '"The splits:', 'all'),   # data loading: every stage
+])
+def test_editing_a_function_a_stage_runs_recomputes_that_stage_and_those_after_it(reference, tiny_folder, shared_data, tmp_path, monkeypatch,
+                                                                                where, old, new, recomputed):
+    import importlib
+    _, ref = reference
+    shutil.copytree(ref, tmp_path/'pawsx')
+    run, before = tmp_path/'pawsx', made(tmp_path/'pawsx')
+    mod, name = where.rsplit('.', 1)
+    edit(monkeypatch, getattr(importlib.import_module(mod), name), old, new)
+    run_study(**kw(tiny_folder, shared_data, tmp_path))
+    rec = json.loads((run/'study.json').read_text())['stages']
+    used = {k: v for k, v in rec.items() if isinstance(v, str)} | {f'influence {k}': v for k, v in rec['influence'].items()}
+    new_ = {k.split(' ')[0] for k, v in used.items() if v not in before}
+    kept = {k for k, v in used.items() if v in before}
+    if recomputed == 'all': assert not kept, kept
+    else:
+        assert new_ == recomputed, new_
+        assert all(made(run)[used[k]] == before[used[k]] for k in kept)           # the others: reused, not rewritten
+        assert {'full', 'sft', 'rsft', 'prune'} <= kept
+    assert results(run) == results(ref)                                          # (edits that change no number)

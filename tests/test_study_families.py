@@ -1,8 +1,9 @@
 "Issue 10's end-to-end check: XNLI with Russian (train_from_dev) on three of its languages, with a small local model of every family, and a task described in a file giving the preset's results."
 import json
 import pandas as pd, pytest
-from modtrace.study import run_study, main
-from modtrace.store import _quiet
+from modtrace.study import run_study
+from modtrace.cli import main
+from modtrace.core import hf_settings
 from modtrace.model import FAMILIES
 
 LANGS = ['en', 'de', 'ru']
@@ -28,10 +29,10 @@ def test_xnli_three_languages_with_a_small_model_of_every_family(shared_data, tm
 def test_no_progress_leaves_stderr_empty(shared_data, tmp_path, monkeypatch, capfd):
     "progress=False from Python: nothing on stderr (the model's pretraining, 🤗's bars and load reports, the workers'), and the caller's 🤗 settings kept."
     monkeypatch.setenv('MODTRACE_CACHE', str(tmp_path/'cache'))
-    was = _quiet()
+    was = hf_settings()
     run_study(**{**xnli_args(shared_data, tmp_path, 'xlmr'), 'model': 'local:xlmr:pretrain_epochs=1'})
     assert capfd.readouterr().err == ''
-    assert _quiet() == was
+    assert hf_settings() == was
 
 PAWSX_TOML = '''
 name = "pawsx_file"
