@@ -9,8 +9,8 @@ import numpy as np, pandas as pd
 from scipy import stats
 
 # %% auto #0
-__all__ = ['RESERVED', 'example_shares', 'lang_columns', 'keep_mask', 'test_langs', 'boot_mean', 'contributions', 'delta',
-           'specialization', 'correlation', 'relatedness_agreement']
+__all__ = ['RESERVED', 'MIN_POINTS', 'CORRELATION', 'AGREEMENT', 'example_shares', 'lang_columns', 'keep_mask', 'test_langs',
+           'boot_mean', 'contributions', 'delta', 'specialization', 'too_few', 'correlation', 'relatedness_agreement']
 
 # %% ../nbs/09_aggregate.ipynb #c007
 RESERVED = ('test_row', 'id', 'lang', 'label', 'pred', 'loss', 'correct', 'epoch', 'which', 'variant', 'model')  # never language columns
@@ -151,11 +151,20 @@ def _nan_ci(dist, ci:float):
     return q[0], q[1]
 
 def _points(x, y) -> tuple[np.ndarray, np.ndarray]:
+    "The pairs with both values."
     x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
     if x.shape != y.shape: raise ValueError(f"x and y differ in length ({len(x)} and {len(y)}).")
     ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3: raise ValueError(f"A correlation needs at least 3 points with both values; got {int(ok.sum())}.")
     return x[ok], y[ok]
+
+MIN_POINTS = 3   # the fewest points a correlation is computed from
+
+def too_few(n:int) -> str:
+    "Why a correlation over n points is n/a ('' when n is enough): the `note` of its statistics."
+    return '' if n >= MIN_POINTS else f"n/a: a correlation needs at least {MIN_POINTS} points with both values; got {n}"
+
+CORRELATION = ['n', 'pearson_r', 'pearson_p', 'pearson_lo', 'pearson_hi', 'spearman_rho', 'spearman_p', 'spearman_lo',
+               'spearman_hi', 'ci_over', 'p_over', 'note']    # the fields of `correlation`, in order
 
 def _coefficients(x, y) -> dict:
     with warnings.catch_warnings():
@@ -171,6 +180,7 @@ def correlation(
 ) -> pd.Series:
     "Pearson r (CI by Fisher) and Spearman ρ (paired bootstrap CI) with their p-values; intervals and tests over the points."
     x, y = _points(x, y)
+    if note := too_few(len(x)): return pd.Series({'n': len(x), 'ci_over': 'points', 'p_over': 'points', 'note': note}).reindex(CORRELATION)
     out, p = _coefficients(x, y)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -179,8 +189,7 @@ def correlation(
                             n_resamples=n_boot, method='percentile', random_state=np.random.default_rng(seed))
     s_lo, s_hi = _nan_ci(r.bootstrap_distribution, ci)
     return pd.Series({**out, 'pearson_lo': lo, 'pearson_hi': hi, 'spearman_lo': s_lo, 'spearman_hi': s_hi, 'ci_over': 'points',
-                      'p_over': 'points'})[['n', 'pearson_r', 'pearson_p', 'pearson_lo', 'pearson_hi', 'spearman_rho', 'spearman_p',
-                                            'spearman_lo', 'spearman_hi', 'ci_over', 'p_over']]
+                      'p_over': 'points', 'note': ''})[CORRELATION]
 
 # %% ../nbs/09_aggregate.ipynb #c028
 def _pair_table(M:np.ndarray, R:pd.DataFrame) -> pd.DataFrame:
@@ -189,6 +198,10 @@ def _pair_table(M:np.ndarray, R:pd.DataFrame) -> pd.DataFrame:
     ij = [(i, j) for i in range(len(langs)) for j in range(i + 1, len(langs))]
     return pd.DataFrame([(langs[i], langs[j], (M[i, j] + M[j, i]) / 2, R.iloc[i, j]) for i, j in ij],
                         columns=['lang_a', 'lang_b', 'influence', 'relatedness'])
+
+AGREEMENT = ['n', 'n_examples', 'pearson_r', 'pearson_p', 'pearson_lo', 'pearson_hi', 'spearman_rho', 'spearman_p',
+             'spearman_lo', 'spearman_hi', 'pearson_pairs_lo', 'pearson_pairs_hi', 'spearman_pairs_lo', 'spearman_pairs_hi',
+             'ci_over', 'p_over', 'note']   # the statistics of `relatedness_agreement`, in order
 
 def relatedness_agreement(
     shares:pd.DataFrame,     # `example_shares` of the positive set (one model), every language of R as test language
@@ -207,6 +220,9 @@ def relatedness_agreement(
     if small := [l for l, x in zip(langs, X) if len(x) < 2]:
         raise ValueError(f"Test language(s) {small} have fewer than 2 kept test examples: every language of R needs some.")
     pairs = _pair_table(100 * np.stack([x.mean(0) for x in X]), R)
+    n_ex, over = sum(len(x) for x in X), {'ci_over': 'test examples', 'p_over': 'language pairs'}
+    if note := too_few(len(_points(pairs['influence'], pairs['relatedness'])[0])):   # two languages: one pair
+        return pairs, pd.Series({'n': len(pairs), 'n_examples': n_ex, **over, 'note': note}).reindex(AGREEMENT)
     out, _ = _coefficients(*_points(pairs['influence'], pairs['relatedness']))
     def coef(*idx, axis=-1):                                                        # idx[l]: (B, n_l) resampled rows
         M = np.stack([x[i.astype(int)].mean(-2) for x, i in zip(X, idx)], -2) * 100   # (B, K test, K train)
@@ -221,9 +237,6 @@ def relatedness_agreement(
     (p_lo, s_lo), (p_hi, s_hi) = zip(*(_nan_ci(d, ci) for d in r.bootstrap_distribution))
     over_pairs = correlation(pairs['influence'], pairs['relatedness'], n_boot, ci, seed)        # resampling the pairs instead
     st = pd.Series({**out, 'pearson_lo': p_lo, 'pearson_hi': p_hi, 'spearman_lo': s_lo, 'spearman_hi': s_hi,
-                    'n_examples': sum(len(x) for x in X), **{f'{k}_pairs_{e}': over_pairs[f'{k}_{e}'] for k in ('pearson', 'spearman')
-                                                             for e in ('lo', 'hi')},
-                    'ci_over': 'test examples', 'p_over': 'language pairs'})
-    return pairs, st[['n', 'n_examples', 'pearson_r', 'pearson_p', 'pearson_lo', 'pearson_hi', 'spearman_rho', 'spearman_p',
-                      'spearman_lo', 'spearman_hi', 'pearson_pairs_lo', 'pearson_pairs_hi', 'spearman_pairs_lo',
-                      'spearman_pairs_hi', 'ci_over', 'p_over']]
+                    'n_examples': n_ex, **{f'{k}_pairs_{e}': over_pairs[f'{k}_{e}'] for k in ('pearson', 'spearman')
+                                           for e in ('lo', 'hi')}, **over, 'note': ''})
+    return pairs, st[AGREEMENT]

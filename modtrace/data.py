@@ -15,8 +15,8 @@ from datasets import Dataset, DatasetDict
 # %% auto #0
 __all__ = ['TASKS', 'CONFIG_EXTS', 'binarize', 'XNLI_HUB', 'EXTS', 'SPLITS', 'CONFIG_KEYS', 'DataError', 'label_value',
            'TaskSpec', 'register_task', 'load_task_plugins', 'get_task', 'map_label', 'join_texts', 'HubSource',
-           'data_languages', 'load_task', 'load_splits', 'read_config', 'check_task_data', 'task_from_config',
-           'tokenize']
+           'data_languages', 'load_task', 'load_splits', 'split_overlap', 'check_overlap', 'read_config',
+           'check_task_data', 'task_from_config', 'tokenize']
 
 # %% ../nbs/01_data.ipynb #c007
 class DataError(ValueError):
@@ -399,12 +399,12 @@ def _features(spec:TaskSpec) -> datasets.Features:
                               'orig_label': datasets.Value('string' if _text_labels(spec) else 'int64')})
 
 def _langs(spec, langs) -> list[str]:
-    "Requested languages (default: the task's): the task's own in its order, then others in the order given."
+    "Requested languages in the order given (default: the task's, in its order)."
     if langs is None: return list(spec.languages)
     langs = [langs] if isinstance(langs, str) else list(dict.fromkeys(langs))
     if bad := [l for l in langs if not isinstance(l, str) or not l.strip()]:
         raise DataError(f"Languages are codes such as 'en', not {bad[0]!r}.", option='langs')
-    return sorted(langs, key=lambda l: spec.languages.index(l) if l in spec.languages else len(spec.languages))
+    return langs                                          # the user's order: every table and figure keeps it
 
 # %% ../nbs/01_data.ipynb #c054
 def _read_split(spec, root, lang, split, split_files=None, required=True, cache=None) -> pd.DataFrame|None:
@@ -442,7 +442,7 @@ def load_task(
     data=None,         # local folder in the hub's schema; None: the task's own folder, the hub, or the demo's generated files
     split_files=None,  # {split: file stem}, e.g. {'train': 'train_from_dev'} (over the task's own)
 ) -> Dataset:
-    "Every example of one split, checked and labelled, grouped by language (the task's order, then others)."
+    "Every example of one split, checked and labelled, grouped by language (in the order given)."
     spec = get_task(task)
     root, langs, sf, cache = _prepare(spec, data, langs, split_files)
     return _to_dataset(spec, [_read_split(spec, root, l, split, sf, cache=cache) for l in langs])
@@ -493,7 +493,7 @@ def _two_langs(spec, langs):
 
 def load_splits(
     task,               # task name, config file or TaskSpec
-    langs=None,         # 2+ languages the data has (default: the task's); the task's own first in its order, others after
+    langs=None,         # 2+ languages the data has, kept in the order given (default: the task's)
     n_train:int|None=2000, # train examples per language (None: all)
     n_dev:int|None=500,    # dev examples per language (None: all)
     n_test:int|None=500,   # test examples per language (None: all)
@@ -516,6 +516,57 @@ def load_splits(
     te_ids = _draw(spec, test, n_test, seed, 'test')
     return DatasetDict(train=_to_dataset(spec, _select(train, tr_ids)), dev=_to_dataset(spec, _select(dev, dv_ids)),
                        test=_to_dataset(spec, _select(test, te_ids)))
+
+# %% ../nbs/01_data.ipynb #c071b
+def _frame(split) -> pd.DataFrame:
+    "id, lang, text, text_pair of a split (a Dataset or a DataFrame); text_pair '' where missing."
+    cols = ['id', 'lang', 'text', 'text_pair']
+    df = split.copy() if isinstance(split, pd.DataFrame) else split.select_columns([c for c in cols if c in split.column_names]).to_pandas()
+    if missing := [c for c in cols[:3] if c not in df.columns]:
+        raise DataError(f"A split needs the columns id, lang and text (as load_splits gives them); it lacks {', '.join(missing)}.")
+    df['text_pair'] = df['text_pair'].fillna('') if 'text_pair' in df.columns else ''
+    return df.astype({'id': str, 'lang': str})
+
+def _parallel_ids(train:pd.DataFrame) -> bool:
+    "Train holds the same ids in every language (a parallel task's draw)."
+    ids = train.groupby('lang', sort=False)['id'].apply(frozenset)
+    return len(ids) > 1 and ids.nunique() == 1
+
+def split_overlap(
+    splits,                  # DatasetDict / dict with 'train' and 'test' (`load_splits`; Datasets or DataFrames)
+    by_id:bool|None=None,    # also count a test (lang, id) found in train; None: unless train's ids are the same in every language
+) -> dict:
+    "Test examples that also occur in train: by text (text + text_pair), by (lang, id), and either ('overlap', 'share')."
+    tr, te = _frame(splits['train']), _frame(splits['test'])
+    texts = set(zip(tr['text'], tr['text_pair']))
+    text = np.array([k in texts for k in zip(te['text'], te['text_pair'])], bool)
+    by_id = not _parallel_ids(tr) if by_id is None else by_id
+    ids = set(zip(tr['lang'], tr['id']))
+    same = np.array([k in ids for k in zip(te['lang'], te['id'])], bool) if by_id else np.zeros(len(te), bool)
+    both = text | same
+    return {'n_test': len(te), 'same_text': int(text.sum()), 'same_id': int(same.sum()) if by_id else None,
+            'overlap': int(both.sum()), 'share': float(both.mean()) if len(te) else 0.,
+            'examples': [f'{l}:{i}' for l, i in zip(te['lang'][both], te['id'][both])][:3]}
+
+def check_overlap(
+    splits,                  # as for `split_overlap`
+    max_share:float=0.01,    # refuse when more than this share of the test examples is in train
+    allow:bool=False,        # go on anyway (after the warning)
+    log=print,               # where the warning goes
+    by_id:bool|None=None,    # as for `split_overlap`
+) -> dict:
+    "Warn when test examples also occur in train; above `max_share` raise one `DataError` with the counts, unless `allow`."
+    o = split_overlap(splits, by_id)
+    if not o['overlap']: return o
+    how = f"{o['same_text']} by text" + ('' if o['same_id'] is None else f", {o['same_id']} by (lang, id)")
+    what = (f"{o['overlap']} of {o['n_test']} test examples ({100 * o['share']:.1f}%) also occur in train ({how}; "
+            f"e.g. {', '.join(o['examples'])})")
+    if o['share'] > max_share and not allow:
+        raise DataError(f"{what}: above {100 * max_share:g}%, influence would find them in train, trivially in their own language. "
+                        "Remove them from the data, or pass allow=True to go on anyway.", option='allow_overlap',
+                        overlap=o['overlap'], n_test=o['n_test'], same_text=o['same_text'], same_id=o['same_id'])
+    log(f"warning: {what}; influence finds such examples in train trivially.")
+    return o
 
 # %% ../nbs/01_data.ipynb #c075
 CONFIG_KEYS = {  # key: (required, what it holds)

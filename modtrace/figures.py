@@ -13,20 +13,25 @@ from .subnetworks import heads_disabled, head_usage, shared_heads, mask_similari
 from .aggregate import correlation
 
 # %% auto #0
-__all__ = ['COEFS', 'save_figure', 'plot_contributions', 'stats_text', 'plot_correlation', 'plot_overlap_vs_influence',
-           'plot_layer_correlation', 'plot_specialization_curves', 'table2', 'plot_accuracy_table', 'plot_head_usage',
-           'plot_pairs', 'plot_layer_similarity', 'mask_figures']
+__all__ = ['SAVE_RC', 'SAVE_KW', 'COEFS', 'save_figure', 'plot_contributions', 'stats_text', 'plot_correlation',
+           'plot_overlap_vs_influence', 'plot_layer_correlation', 'plot_specialization_curves', 'table2',
+           'plot_accuracy_table', 'plot_head_usage', 'plot_pairs', 'plot_layer_similarity', 'mask_figures']
 
 # %% ../nbs/10_figures.ipynb #c005
+SAVE_RC = {'svg.hashsalt': 'modtrace'}                      # SVG ids hashed with a fixed salt, not a random one
+SAVE_KW = {'png': {}, 'svg': {'metadata': {'Date': None}}}  # no date in an SVG's metadata
+
 def save_figure(
     fig,                # matplotlib Figure
     df:pd.DataFrame,    # the numbers plotted
     path,               # file stem (no suffix), or None to write nothing
 ):
-    "Write `path.png`, `path.svg` and `df` as `path.csv` when `path` is given; return `fig`."
+    "Write `path.png`, `path.svg` and `df` as `path.csv` when `path` is given, byte-reproducibly; return `fig`."
     if path is None: return fig
     path = Path(path)
-    for ext in ('png', 'svg'): atomic_write(path.with_suffix('.' + ext), lambda t, ext=ext: fig.savefig(t, format=ext, bbox_inches='tight'))
+    with plt.rc_context(SAVE_RC):
+        for ext in ('png', 'svg'):
+            atomic_write(path.with_suffix('.' + ext), lambda t, ext=ext: fig.savefig(t, format=ext, bbox_inches='tight', **SAVE_KW[ext]))
     atomic_write(path.with_suffix('.csv'), lambda t: df.to_csv(t, index=False))
     return fig
 
@@ -94,6 +99,7 @@ def stats_text(st) -> str:
         lines.append(f"[ ]: 95% CI over {st['ci_over']}; over the {int(st['n'])} {st['p_over']}: ρ in "
                      f"[{_n(g('spearman_pairs_lo'))}, {_n(g('spearman_pairs_hi'))}]; p over the {st['p_over']}")
     elif 'ci_over' in st: lines.append(f"[ ]: 95% CI; CIs and p over the {int(st['n'])} {st['ci_over']}")
+    if isinstance(note := st.get('note'), str) and note: lines.append(note)   # why the statistics are n/a (too few points)
     return '\n'.join(lines)
 
 def plot_correlation(

@@ -28,7 +28,7 @@ from .data import tokenize
 __all__ = ['MODEL_INPUTS', 'pad_collator', 'languages', 'model_columns', 'model_inputs', 'example_loader', 'EpochBatches',
            'LanguageBatches', 'example_masks', 'split_masks', 'predict', 'accuracy', 'evaluate', 'frozen_entries',
            'step_frozen', 'train_step', 'complete_epochs', 'checkpoint_dir', 'accuracy_table', 'FinetuneResult',
-           'finetune']
+           'weights_hash', 'finetune']
 
 # %% ../nbs/04_finetune.ipynb #c007
 def pad_collator(
@@ -278,23 +278,24 @@ def checkpoint_dir(out_dir, epoch:int) -> Path:
 # %% ../nbs/04_finetune.ipynb #c077
 def _save_checkpoint(accelerator, model, tokenizer, out_dir:Path, epoch:int, state:dict):
     "Write θ_epoch, tokenizer, state.json and the resume state to out_dir/epoch-{epoch}, atomically."
-    tmp, final = out_dir/f'.epoch-{epoch}.tmp', checkpoint_dir(out_dir, epoch)
-    if accelerator.is_main_process:
+    tmp, final, main = out_dir/f'.epoch-{epoch}.tmp', checkpoint_dir(out_dir, epoch), accelerator.is_main_process
+    if main:
         if tmp.exists(): shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp/'resume'))             # every process: optimizer, scheduler, its RNG state
-    base = accelerator.unwrap_model(model)
-    base.save_pretrained(tmp, state_dict=accelerator.get_state_dict(model), is_main_process=accelerator.is_main_process,
-                         save_function=accelerator.save)
-    if accelerator.is_main_process:
+        (tmp/'resume').mkdir(parents=True)
+    accelerator.wait_for_everyone()                      # the folder exists before any process writes into it
+    accelerator.save_state(str(tmp/'resume'))             # every process: its RNG state; the main one: optimizer, scheduler
+    weights = accelerator.get_state_dict(model)           # every process (a collective under FSDP/DeepSpeed)
+    if main:
+        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=weights)
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
         write_json(tmp/'state.json', state, indent=1)
+    accelerator.wait_for_everyone()                      # every process has written its part: only now is it renamed
+    if main:
         if final.exists(): shutil.rmtree(final)
         os.replace(tmp, final)
         prev = checkpoint_dir(out_dir, epoch - 1)/'resume'
         if prev.exists(): shutil.rmtree(prev)                # only the last checkpoint needs to be resumable
-    accelerator.wait_for_everyone()
+    accelerator.wait_for_everyone()                      # no process reads epoch-{epoch} before it is in place
     return final
 
 # %% ../nbs/04_finetune.ipynb #c081
@@ -356,7 +357,7 @@ def _prepare_splits(splits, tokenizer, max_length) -> dict[str, Dataset]:
     return out
 
 # %% ../nbs/04_finetune.ipynb #c096
-def _weights_hash(model:nn.Module) -> str:
+def weights_hash(model:nn.Module) -> str:
     "A hash of the model's weights (names, dtypes, shapes, bytes): which weights a run started from."
     h = hashlib.sha256()
     for k, t in model.state_dict().items():
@@ -373,7 +374,7 @@ def _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmu
     "What a run depends on (run.json): a rerun into the same folder must match it."
     s = {'lr': lr, 'epochs': epochs, 'batch_size': batch_size, 'seed': seed, 'weight_decay': weight_decay,
          'schedule': schedule, 'warmup': warmup, 'max_grad_norm': max_grad_norm, 'n_train': len(train),
-         'train': _examples_hash(train), 'init': _weights_hash(model),
+         'train': _examples_hash(train), 'init': weights_hash(model),
          'masks': {l: xi.tolist() for l, xi in masks.items()} if masks else None}
     if loss_fn is not cross_entropy: s['loss_fn'] = f"{loss_fn.__module__}.{getattr(loss_fn, '__qualname__', repr(loss_fn))}"
     return s

@@ -4,11 +4,12 @@
 
 # %% ../nbs/02_model.ipynb #c002
 from __future__ import annotations
-import json, warnings
+import json, os, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import safetensors.torch, torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, set_seed
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
@@ -228,9 +229,27 @@ def kv_groups(model:nn.Module) -> list[tuple[int, ...]]:
     return [s.heads for s in head_slices(model) if s.layer == 0 and s.role == 'k' and s.dim == 0 and s.param.endswith('weight')]
 
 # %% ../nbs/02_model.ipynb #c042
+def _looks_local(name) -> bool:
+    "A path rather than a hub name (`owner/name`): starts with '.', '/' or '~', holds the OS's own separator, or several '/'."
+    s = str(name)
+    return s.startswith(('.', '/', '~')) or (os.sep != '/' and os.sep in s) or s.count('/') > 1
+
+def _damaged(where, e) -> ModelError:
+    "One error for weights that cannot be read: the file, and what to do."
+    return ModelError(f"{where} cannot be read ({e.__class__.__name__}: {str(e).splitlines()[0]}): it was likely cut short by a run "
+                      "or copy that stopped before it finished. Delete its folder (a study's stage folder: the stage is computed "
+                      "again) and rerun; a model folder of your own: save or download it again.")
+
 def _from_pretrained(loader, name_or_path, **kw):
-    "Call `loader.from_pretrained`, turning hub/network failures into one `ModelError`."
-    try: return loader.from_pretrained(str(name_or_path), **kw)
+    "Call `loader.from_pretrained`, turning a missing folder, unreadable weights and hub/network failures into one `ModelError`."
+    name = os.path.expanduser(str(name_or_path))
+    if _looks_local(name_or_path) and not os.path.exists(name):
+        raise ModelError(f"Could not load {str(name_or_path)!r}: no such folder ({os.path.abspath(name)}); "
+                         "a hub name has the form owner/name.")
+    try: return loader.from_pretrained(name, **kw)
+    except SafetensorError as e:
+        f = Path(name)/'model.safetensors'
+        raise _damaged(f if f.is_file() else name, e) from None
     except (OSError, ValueError) as e:
         raise ModelError(f"Could not load {name_or_path!r}: {e.__class__.__name__}: {str(e).splitlines()[0]}\n"
                          "If the Hugging Face hub is unreachable, download the model where it is reachable "
@@ -244,7 +263,7 @@ def load_tokenizer(
     name_or_path,  # hub name (e.g. 'xlm-roberta-base') or local model folder
 ):
     "The model's own tokenizer (`AutoTokenizer`), padding on the right, with a pad token (eos if it had none)."
-    p = Path(name_or_path)
+    p = Path(os.path.expanduser(str(name_or_path)))
     if p.is_dir() and not any((p/f).exists() for f in _TOKENIZER_FILES):   # transformers would build an empty one
         raise ModelError(f"{p} holds no tokenizer (none of {', '.join(_TOKENIZER_FILES)}); save the model's tokenizer "
                          "there (tokenizer.save_pretrained) or pass the tokenizer's folder.")
@@ -317,7 +336,9 @@ def load_checkpoint(
 ) -> nn.Module:
     "Copy the weights saved in `folder` into `model`, in place (its dtype kept); returns `model`."
     if (f := Path(folder)/'model.safetensors').is_file():
-        saved, own = safetensors.torch.load_file(f), model.state_dict()
+        try: saved = safetensors.torch.load_file(f)
+        except SafetensorError as e: raise _damaged(f, e) from None
+        own = model.state_dict()
         if saved.keys() == own.keys() and all(saved[k].shape == own[k].shape for k in own):
             model.load_state_dict(saved); return model                   # every tensor, by its own name: copied (and cast) in place
     saved = _from_pretrained(type(model), folder, dtype=next(model.parameters()).dtype)

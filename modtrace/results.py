@@ -161,6 +161,7 @@ class Result:
     compute: Callable         # (ctx: ResultInputs, done: dict) -> DataFrame
     plot: Callable|None = None  # (df, path, title, study) -> Figure (`study.results`, `study.xi`); None: a table (CSV only)
     kind: str = 'figure'      # 'figure' | 'table' | 'stats' (written by its figure as PATH.stats.csv)
+    rests_on: tuple|None = None  # statistics: the fine-tuning runs they rest on ('full', 'sft', 'rsft'), flagged in a `health` column
     def stem(self, ctx:ResultInputs) -> str: return self.name.format(focus=ctx.focus)
 
 RESULTS: list[Result] = []
@@ -215,7 +216,8 @@ for _n in ('fig8_similarity_vs_influence', 'fig9_layer_correlation', 'fig15_over
                     {'fig8': 'Mask cosine similarity vs positive influence (SFT, %)',
                      'fig9': 'Mask similarity per layer vs positive cross-language influence',
                      'fig15': 'Head overlap (%) vs positive and negative influence (SFT, %)'}[_n.split('_')[0]],
-                    lambda c, d, n=_n: mask_vs_influence(c, d['fig5_sft_positive'], d['fig5_sft_negative'])[n])
+                    lambda c, d, n=_n: mask_vs_influence(c, d['fig5_sft_positive'], d['fig5_sft_negative'])[n],
+                    rests_on=('full', 'sft') if _n == 'fig9_layer_correlation' else None)   # Fig. 9's table is its statistics
 RESULTS[-3].plot = _scatter('cosine', 'positive', 'fig8_similarity_vs_influence_stats', hue='test_lang')
 RESULTS[-2].plot = lambda df, path, title, s: plot_layer_correlation(df, path)
 RESULTS[-1].plot = lambda df, path, title, s: plot_overlap_vs_influence(
@@ -228,7 +230,8 @@ for _n, _x, _y, _k in (('fig7_specialization_vs_accuracy', 'specialization', 'ac
                        ('fig8_similarity_vs_influence', 'cosine', 'positive', ''),
                        ('fig15_overlap_vs_influence', 'overlap', 'positive', '_positive'),
                        ('fig15_overlap_vs_influence', 'overlap', 'negative', '_negative')):
-    register_result(f'{_n}_stats{_k}', f'statistics of {_n.split("_")[0]}', '', _stats(_n, _x, _y), kind='stats')
+    register_result(f'{_n}_stats{_k}', f'statistics of {_n.split("_")[0]}', '', _stats(_n, _x, _y), kind='stats',
+                    rests_on=('full', 'sft'))                        # the masks (full FT) against SFT's influence or accuracy
 
 # %% ../nbs/12_results.ipynb #c036
 register_result('table1_heads_disabled', 'Table 1 (App. D)', 'Heads disabled per language', lambda c, d: heads_disabled(c.xi), kind='table')
@@ -252,7 +255,7 @@ register_result('relatedness_vs_influence', 'the demo (SPEC 9)', 'Planted relate
                 lambda df, path, title, s: plot_correlation(df, 'relatedness', 'influence', path, label=['lang_a', 'lang_b'],
                                                             title=title, stats=s.results['relatedness_vs_influence_stats'].iloc[0]))
 register_result('relatedness_vs_influence_stats', 'statistics of the demo check', '',
-                lambda c, d: None if (r := _relatedness(c, d)) is None else r[1].to_frame().T, kind='stats')
+                lambda c, d: None if (r := _relatedness(c, d)) is None else r[1].to_frame().T, kind='stats', rests_on=('full',))
 
 # %% ../nbs/12_results.ipynb #c038
 def study_results(
@@ -263,6 +266,15 @@ def study_results(
     for r in RESULTS:
         df = r.compute(ctx, done)
         if df is not None: done[r.stem(ctx)] = df
+    return _flag_health(done, ctx)
+
+def _flag_health(done:dict, ctx:ResultInputs) -> dict:
+    "Every table of statistics with a `health` column: the warnings of `model_health` about the runs it rests on ('' if none)."
+    h = done.get('model_health')
+    for r in RESULTS:
+        if r.rests_on is None or (k := r.stem(ctx)) not in done: continue
+        names = {v.name for v in ctx.variants if v.run in r.rests_on}
+        done[k] = done[k].assign(health='' if h is None else health_note(h[h.variant.isin(names)]))
     return done
 
 # %% ../nbs/12_results.ipynb #c042
@@ -283,7 +295,8 @@ def group_relatedness(ctx:ResultInputs) -> pd.DataFrame|None:
 # %% ../nbs/12_results.ipynb #c043
 register_result('fig10_groups_positive', 'beyond the paper: Fig. 10 per layer group', 'Full model, per layer group: training-language share of the top-{m} positive set (%)',
                 lambda c, d: group_contributions(c), lambda df, path, title, s: plot_contributions(df, path, title=title, rows='group · test language'))
-register_result('relatedness_by_group', 'beyond the paper: the demo check per layer group', '', lambda c, d: group_relatedness(c), kind='table')
+register_result('relatedness_by_group', 'beyond the paper: the demo check per layer group', '', lambda c, d: group_relatedness(c),
+                kind='table', rests_on=('full',))
 
 # %% ../nbs/12_results.ipynb #c045
 register_result('estimator_check', 'beyond the paper: sketched against exact influence', '', lambda c, d: c.estimator, kind='table')

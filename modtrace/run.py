@@ -36,6 +36,7 @@ _SOURCE = {}   # code object (or class) -> its source, read once per process
 
 def _source(o) -> str:
     "The source of a function or class (its code object's bytes where no source is available)."
+    o = inspect.unwrap(o) if inspect.isfunction(o) else o                 # a decorated function: its own code, not the decorator's
     k = getattr(o, '__code__', o)
     if k not in _SOURCE:
         try: _SOURCE[k] = inspect.getsource(o)
@@ -59,7 +60,7 @@ def _children(o) -> list:
         g, local = o.__globals__, [c.cell_contents for c in (o.__closure__ or ()) if _cell_full(c)]
         local += [*(o.__defaults__ or ()), *(o.__kwdefaults__ or {}).values()]
         return ([(n, g[n], g.get('__name__')) for n in _names(o.__code__) if n in g]
-                + [(None, v, None) for v in local if _code(v)])        # (a closure's data, a model or a pool, is an input, not code)
+                + [(None, v, None) for v in local if _code(v) and (inspect.ismethod(v) or _library(v))])   # (see below)
     if inspect.isclass(o): return [(None, v, None) for v in (*vars(o).values(), *o.__bases__)]
     if isinstance(o, (staticmethod, classmethod)): return [(None, o.__func__, None)]
     if isinstance(o, property): return [(None, f, None) for f in (o.fget, o.fset) if f]
@@ -68,6 +69,8 @@ def _children(o) -> list:
     if type(o) in (list, tuple, set, frozenset) and len(o) <= 10000: return [(None, v, None) for v in o]
     if _ours(type(o)): return [(None, type(o), None)] + [(None, v, None) for v in getattr(o, '__dict__', {}).values()]   # an instance: its class, its fields
     return []
+
+def _library(v) -> bool: return (getattr(v, '__module__', None) or '').split('.')[0] == 'modtrace'
 
 def _code(v) -> bool:
     "A function, method, class or partial: code (not data) that a closure or a default may hold."
@@ -86,6 +89,7 @@ def code_reached(
     while todo:
         name, o, module = todo.pop()
         if inspect.ismethod(o): o = o.__func__
+        if inspect.isfunction(o): o = inspect.unwrap(o)                  # (a @contextmanager's function, not contextlib's wrapper)
         if name and module and module.split('.')[0] == 'modtrace' and _plain(o) and not isinstance(o, (bool, type(None))) and not name.startswith('__'):
             seen[f'{module}.{name}'] = repr(o); continue                          # a constant of a modtrace module (a notebook's globals are its state, not code)
         if id(o) in done: continue
@@ -220,8 +224,12 @@ def _current(name:str) -> str|None:
     try:
         for p in path: o = inspect.getattr_static(o, p)
     except AttributeError: return None
-    o = getattr(o, '__func__', getattr(o, 'fget', o))                    # a staticmethod's, classmethod's or property's function
-    return _source(o) if inspect.isfunction(o) or inspect.isclass(o) else repr(o)
+    fns = [f for f in (o.fget, o.fset) if f] if isinstance(o, property) else [getattr(o, '__func__', o)]   # (a property: its getter and setter)
+    return '\n'.join(sorted(_source(f) for f in fns)) if all(inspect.isfunction(f) or inspect.isclass(f) for f in fns) else repr(o)
+
+def _nested(name:str) -> bool:
+    "A lambda or a function defined inside another (its source is part of that one's), or the user's own code: not looked up."
+    return '<lambda>' in name or '<locals>' in name or name.startswith('__main__')
 
 @patch
 def stale(self:RunFolder, folders) -> dict[str, list[str]]:
@@ -230,7 +238,7 @@ def stale(self:RunFolder, folders) -> dict[str, list[str]]:
     for f in folders:
         if not (rec := self.path/f/MARKER).exists(): continue
         fns = json.loads(rec.read_text()).get('functions', {})
-        changed = [k for k, h in fns.items() if '<lambda>' not in k and not k.startswith('__main__') and ((s := _current(k)) is None or _digest(s) != h)]
+        changed = [k for k, h in fns.items() if not _nested(k) and ((s := _current(k)) is None or _digest(s) != h)]
         if changed: out[str(f)] = changed
     return out
 

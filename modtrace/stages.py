@@ -16,7 +16,7 @@ from .config import OptionError, StudyConfig, need
 from .core import column
 from .data import DataError, get_task, load_splits, tokenize
 from .demo import local_model, local_model_spec
-from .finetune import FinetuneResult, finetune, _weights_hash as weights_hash
+from .finetune import FinetuneResult, finetune, weights_hash
 from .methods import Method
 from .model import check_masks, load_checkpoint, load_classifier, load_masks, load_tokenizer, model_shape, random_mask, save_masks, shuffle_mask
 from .pool import LocalPool, importable

@@ -85,10 +85,12 @@ def test_correlation_fields_and_values():
     x = rng.normal(size=30); y = 2 * x + rng.normal(size=30)
     r = correlation(x, y, n_boot=200)
     assert r.index.tolist() == ['n', 'pearson_r', 'pearson_p', 'pearson_lo', 'pearson_hi',
-                                'spearman_rho', 'spearman_p', 'spearman_lo', 'spearman_hi', 'ci_over', 'p_over']
+                                'spearman_rho', 'spearman_p', 'spearman_lo', 'spearman_hi', 'ci_over', 'p_over', 'note']
     assert r['pearson_r'] == pytest.approx(np.corrcoef(x, y)[0, 1])
     assert r['pearson_lo'] < r['pearson_r'] < r['pearson_hi'] and r['spearman_lo'] <= r['spearman_rho'] <= r['spearman_hi']
     assert correlation([1, 2, np.nan, 3, 4], [2, 4, 5, 6, 9])['n'] == 4                        # missing pairs left out
+    two = correlation([1, 2, np.nan], [3, 4, 5])                                               # too few points: n/a, with why (issue 20)
+    assert two['n'] == 2 and two[['pearson_r', 'spearman_rho', 'pearson_p']].isna().all() and 'at least 3 points' in two['note']
 
 def test_relatedness_agreement_monotone_is_one():
     L = ['a', 'b', 'c', 'd']
@@ -109,7 +111,6 @@ def test_relatedness_agreement_monotone_is_one():
     (lambda i, s: contributions(s, keep=[True]), 'one boolean per row'),
     (lambda i, s: delta(s, pd.concat([s, s])), 'several rows'),
     (lambda i, s: delta(s, s.assign(id=s.id + 'x')), 'No test example'),
-    (lambda i, s: correlation([1, 2], [1, 2]), 'at least 3 points'),
     (lambda i, s: correlation([1, 2, 3], [1, 2]), 'differ in length'),
     (lambda i, s: relatedness_agreement(s, pd.DataFrame([[1, .5], [.2, 1]], index=['en', 'fr'], columns=['en', 'fr'])), 'symmetric'),
     (lambda i, s: relatedness_agreement(s, pd.DataFrame(np.eye(3), index=LANGS, columns=LANGS)), 'fewer than 2'),

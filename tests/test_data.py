@@ -138,7 +138,7 @@ def test_deterministic_by_seed_and_language_subset(shared_data):
     assert list(a['train']['id']) != list(c['train']['id'])
     m0, m1 = load_splits('marc', seed=3, **kw), load_splits('marc', langs=['fr', 'en'], seed=3, **kw)
     assert by_lang(m1['train'])['en'].equals(by_lang(m0['train'])['en'])   # a language's draw ignores the others
-    assert list(by_lang(m1['train'])) == ['en', 'fr']                       # task order, not the caller's
+    assert list(by_lang(m1['train'])) == ['fr', 'en']                       # the caller's order (issue 20)
 
 def test_task_folder_or_its_parent(shared_data):
     a = load_task('pawsx', 'test', langs=['de'], data=shared_data).to_pandas()
@@ -363,7 +363,7 @@ TODAY = {
     'pawsx': ('f822f3884931b94e', dict(task='pawsx', n_train=1500, n_dev=400, n_test=500, seed=0)),
     'pawsx_all': ('a3e2d5b22446b6d0', dict(task='pawsx', n_train=None, n_dev=None, n_test=None, seed=1)),
     'marc': ('bcff6f80490e41f5', dict(task='marc', n_train=300, n_dev=50, n_test=200, seed=0)),
-    'marc_es_zh': ('930d52215377d3bf', dict(task='marc', langs=['es', 'zh'], n_train=100, n_dev=20, n_test=50, seed=2)),
+    'marc_es_zh': ('930d52215377d3bf', dict(task='marc', langs=['zh', 'es'], n_train=100, n_dev=20, n_test=50, seed=2)),  # zh first: languages keep the order given (issue 20)
 }
 
 @pytest.mark.parametrize('case', list(TODAY))
@@ -433,8 +433,8 @@ def test_any_subset_or_superset_of_languages(toy, tmp_path):
             write_jsonl(toy/l/f'{split}.jsonl', [{'id': str(i), 'sentence1': f'{l} a{i}', 'sentence2': f'{l} b{i}', 'label': i % 2}
                                                  for i in range(10)])
     sp = load_splits('pawsx', langs=['pt', 'fr', 'it', 'en'], n_train=4, n_dev=2, n_test=3, data=toy)
-    assert list(by_lang(sp['train'])) == ['en', 'fr', 'pt', 'it']            # the task's own in its order, then the others as given
-    assert list(by_lang(sp['test'])) == ['en', 'fr', 'pt', 'it']
+    assert list(by_lang(sp['train'])) == ['pt', 'fr', 'it', 'en']            # in the order given (issue 20)
+    assert list(by_lang(sp['test'])) == ['pt', 'fr', 'it', 'en']
     sub = load_splits('pawsx', langs=['it', 'pt'], n_train=4, n_dev=2, n_test=3, data=toy)
     assert list(by_lang(sub['train'])) == ['it', 'pt']
     assert D.data_languages('pawsx', data=toy) == ['en', 'fr', 'it', 'pt']

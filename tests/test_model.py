@@ -109,7 +109,7 @@ def test_local_folder_loads_and_missing_model_says_what_to_do(tmp_path, tiny_tok
     c = load_classifier(tmp_path, attn_implementation='eager')
     assert model_shape(c) == (2, 4) and c.config._attn_implementation == 'eager'
     assert load_tokenizer(tmp_path)('the cat')['input_ids'][0] == tiny_tokenizer.bos_token_id
-    with pytest.raises(ModelError, match='pass the folder'): load_classifier(tmp_path/'nowhere')
+    with pytest.raises(ModelError, match='no such folder'): load_classifier(tmp_path/'nowhere')     # a path: not looked up on the hub
     with pytest.raises(ModelError, match='pass the folder'): load_classifier('no-such-org/no-such-model')
 
 def test_mask_file_round_trip_and_bad_files(tmp_path):
