@@ -14,8 +14,9 @@ import importlib, datasets, transformers
 hub_tqdm = importlib.import_module('huggingface_hub.utils.tqdm')   # (the module: `huggingface_hub.utils.tqdm` names its class)
 
 # %% auto #0
-__all__ = ['hub_tqdm', 'BUILDS', 'atomic_write', 'write_json', 'cache_dir', 'atomic_build', 'evaluating', 'torch_threads',
-           'column', 'hf_settings', 'set_hf_settings', 'hf_quiet']
+__all__ = ['hub_tqdm', 'BUILDS', 'CPU_KERNELS', 'atomic_write', 'write_json', 'cache_dir', 'atomic_build', 'evaluating',
+           'torch_threads', 'column', 'hf_settings', 'set_hf_settings', 'hf_quiet', 'cpu_kernels_env',
+           'cpu_kernels_in_use']
 
 # %% ../nbs/00_core.ipynb #c005
 def atomic_write(
@@ -124,3 +125,19 @@ def hf_quiet():
     finally:
         set_hf_settings(was)
         hub_tqdm.progress_bar_states.clear(); hub_tqdm.progress_bar_states.update(hub)
+
+# %% ../nbs/00_core.ipynb #cpu1
+CPU_KERNELS = {            # instruction set -> the environment that pins torch's, oneDNN's and MKL's CPU kernels to it
+    'avx512': {'ATEN_CPU_CAPABILITY': 'avx512', 'ONEDNN_MAX_CPU_ISA': 'AVX512_CORE', 'MKL_ENABLE_INSTRUCTIONS': 'AVX512'},
+    'avx2': {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MKL_ENABLE_INSTRUCTIONS': 'AVX2'},
+    'default': {'ATEN_CPU_CAPABILITY': 'default', 'ONEDNN_MAX_CPU_ISA': 'SSE41', 'MKL_ENABLE_INSTRUCTIONS': 'SSE4_2'},
+}
+
+def cpu_kernels_env(isa:str) -> dict:
+    "The environment variables that pin the CPU kernels to instruction set `isa` (a key of `CPU_KERNELS`)."
+    return dict(CPU_KERNELS[isa])
+
+def cpu_kernels_in_use(isa:str) -> bool:
+    "Whether this process's torch, oneDNN and MKL run with `isa`'s kernels (they read the pins when they load)."
+    return (torch.backends.cpu.get_cpu_capability().lower() == CPU_KERNELS[isa]['ATEN_CPU_CAPABILITY']
+            and all(os.environ.get(k) == v for k, v in CPU_KERNELS[isa].items()))

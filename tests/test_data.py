@@ -2,9 +2,10 @@
 import json
 import numpy as np, pandas as pd
 import pytest, datasets
-import modtrace.data as D
-from modtrace.data import (DataError, TaskSpec, TASKS, register_task, get_task, binarize, join_texts, load_task,
-                           load_splits, tokenize)
+import modtrace.tasks as D
+from modtrace.data import load_task, load_splits, tokenize
+from modtrace.sources import DataError, join_texts, label_value
+from modtrace.tasks import TaskSpec, TASKS, register_task, get_task, binarize
 
 def raw(path):
     "A sample file's rows, as in the file."
@@ -381,7 +382,7 @@ def test_demo_splits_as_before(task, want, kw):
 # ---------------------------------------------------------------- label sets
 
 def test_label_value():
-    assert [D.label_value(v) for v in (1, '1', 1.0, ' 2 ', True, np.int64(3), 'pos ', '', None, float('nan'), 0.5, '0.5')] == \
+    assert [label_value(v) for v in (1, '1', 1.0, ' 2 ', True, np.int64(3), 'pos ', '', None, float('nan'), 0.5, '0.5')] == \
            [1, 1, 1, 2, 1, 3, 'pos', None, None, None, '0.5', '0.5']
 
 def test_label_rule_is_data_on_the_spec():

@@ -4,10 +4,12 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, XLMRobertaForMaskedLM
 import modtrace.demo as D
+from modtrace.local import flat_texts, train_tokenizer
 from modtrace.core import BUILDS, torch_threads
 from modtrace.demo import (DEMO_LANGS, demo_data, demo_model, demo_sizes, demo_corpus, lexicon,
                            planted_relatedness, realised_relatedness, clause_concepts)
-from modtrace.data import get_task, load_splits
+from modtrace.data import load_splits
+from modtrace.tasks import get_task
 
 TINY = dict(layers=1, heads=2, hidden=16, n_per_lang=60, epochs=2, batch_size=32)
 
@@ -191,14 +193,14 @@ def test_tokenizer_roundtrip_and_special_tokens(tiny_model):
     assert tok('qqq zzz')['input_ids'][1:-1] == [3, 3]
 
 def test_demo_tokenizer_is_the_word_level_tokenizer_it_always_was():
-    "The wrapping shared with the byte-level BPE tokenizer (`_hf_tokenizer`) leaves the demo's tokenizer as it was built inline."
+    "The wrapping shared with the byte-level BPE tokenizer (`modtrace.local`) leaves the demo's tokenizer as it was built inline."
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    texts = D._flat(t for ts in demo_corpus(0, 60).values() for t in ts)
+    texts = flat_texts(t for ts in demo_corpus(0, 60).values() for t in ts)
     tok = Tokenizer(models.WordLevel(unk_token='<unk>'))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=['<s>', '<pad>', '</s>', '<unk>', '<mask>'], min_frequency=1))
     tok.post_processor = processors.RobertaProcessing(('</s>', tok.token_to_id('</s>')), ('<s>', tok.token_to_id('<s>')))
-    got = D.train_tokenizer(texts)
+    got = train_tokenizer(texts)
     assert got.backend_tokenizer.to_str() == tok.to_str()
     assert (got.model_max_length, got.pad_token_id, got.mask_token_id, got.padding_side) == (128, 1, 4, 'right')
 

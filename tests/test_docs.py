@@ -5,11 +5,12 @@ import functools, html, http.server, importlib, re, threading, time
 from pathlib import Path
 import nbformat, pytest
 from conftest import ROOT
-from modtrace.docs import build_docs, default_exp, site_pages, static_site
+from modtrace.docs import default_exp, site_pages
+from modtrace.site import build_docs, static_site
 
 CHROMIUM, CHROMEDRIVER = Path('/usr/bin/chromium'), Path('/usr/bin/chromedriver')
 INSTALL = "apt-get install -y --no-install-recommends chromium chromium-driver  (Debian; the project's set-up does this)"
-EQUATIONS = ['02_model', '05_subnetworks', '06_sketch', '08_influence']  # pages holding the paper's display equations
+EQUATIONS = ['04_units', '09_subnetworks', '10_sketch', '12_influence']  # pages holding the paper's display equations
 
 @pytest.fixture(scope='module')
 def study_nb(tmp_path_factory):
@@ -39,11 +40,11 @@ def _h3(text):
 
 def test_site_is_built_from_the_notebooks(site, study_nb):
     assert {p.stem for p in site.parent.glob('*.html')} == {p.name for p in site_pages(ROOT/'nbs', {'study': study_nb})}
-    lib = _page(site, '01_data')
-    assert '<h1 class="title">Tasks and data</h1>' in lib                  # nbdev's front matter: the title block
+    lib = _page(site, '01_tasks')
+    assert '<h1 class="title">Tasks</h1>' in lib                  # nbdev's front matter: the title block
     assert '<h3 id="taskspec">TaskSpec' in lib and '<span class="nf">TaskSpec</span>' in lib  # show_doc's output
     assert 'default_exp' not in lib and '#|' not in lib and 'show_doc(' not in lib  # directives and show_doc calls gone
-    assert 'href="01_data.html#taskspec"' in lib and 'modtrace.github.io' not in lib   # nbdev's doc links point here
+    assert 'href="01_tasks.html#taskspec"' in lib and 'modtrace.github.io' not in lib   # nbdev's doc links point here
     assert (site.parent/'mathjax'/'tex-svg-full.js').stat().st_size > 1_000_000
 
 def test_every_exported_name_has_an_api_entry(site):

@@ -2,8 +2,9 @@
 import copy, warnings
 import pytest, torch
 from torch import nn
-from modtrace.model import (FAMILIES, ModelError, toy_classifier, model_family, model_shape, attention_output, head_slices,
-                            kv_groups, head_gate, head_param_masks, mask_from, load_classifier, check_padding)
+from modtrace.model import (FAMILIES, ModelError, toy_classifier, model_family, model_shape, attention_output,
+                            load_classifier, check_padding)
+from modtrace.units import head_slices, kv_groups, head_gate, head_param_masks, mask_from
 
 torch.set_num_threads(1)
 

@@ -6,9 +6,11 @@ from datasets import Dataset
 from accelerate import Accelerator
 from conftest import make_tiny_model
 import modtrace.finetune as ft
-from modtrace.finetune import (finetune, evaluate, predict, accuracy_table, pad_collator, LanguageBatches,
-                               EpochBatches, frozen_entries, step_frozen, train_step, complete_epochs)
-from modtrace.model import head_gate, encoder_layers
+from modtrace.batching import pad_collator, LanguageBatches, EpochBatches
+from modtrace.finetune import (finetune, evaluate, predict, accuracy_table, frozen_entries, step_frozen, train_step,
+                               complete_epochs)
+from modtrace.model import encoder_layers
+from modtrace.units import head_gate
 
 L, H, HID = 2, 4, 32
 DH = HID // H

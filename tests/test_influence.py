@@ -6,7 +6,7 @@ from datasets import Dataset
 from modtrace.influence import influence, influence_groups, layer_groups, layer_blocks, GROUPS
 from modtrace.store import build_store, StoreError
 from modtrace.sketch import explicit_grads, select_linears
-from modtrace.finetune import model_columns, pad_collator
+from modtrace.batching import model_columns, pad_collator
 
 torch.set_num_threads(1)
 

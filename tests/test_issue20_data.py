@@ -1,7 +1,9 @@
 "Issue 20: the languages keep the order the user gave; train/test overlap is counted, warned about and refused above a threshold."
 import pandas as pd, pytest
 from datasets import Dataset, DatasetDict
-from modtrace.data import DataError, check_overlap, get_task, load_splits, load_task, split_overlap
+from modtrace.data import check_overlap, load_splits, load_task, split_overlap
+from modtrace.sources import DataError
+from modtrace.tasks import get_task
 
 def test_languages_keep_the_order_given(shared_data):
     sp = load_splits('xnli', langs=['en', 'de', 'fr', 'es'], n_train=10, n_dev=5, n_test=5, data=shared_data/'xnli',

@@ -2,11 +2,12 @@
 PAWS-X Korean, MARC Chinese), loaded by modtrace.model, padded on the right, cached, and refused when a setting is bad."""
 import json
 import pytest, torch
-import modtrace.demo as D
+import modtrace.local as D
 from modtrace.core import BUILDS
 from modtrace.data import load_task, tokenize
-from modtrace.demo import local_model, local_model_spec, train_bpe_tokenizer, train_tokenizer
-from modtrace.model import ModelError, check_padding, kv_groups, load_classifier, load_tokenizer, model_family, model_shape
+from modtrace.local import local_model, local_model_spec, train_bpe_tokenizer, train_tokenizer
+from modtrace.model import ModelError, check_padding, load_classifier, load_tokenizer, model_family, model_shape
+from modtrace.units import kv_groups
 
 TINY = dict(layers=2, heads=4, hidden=16, vocab_size=500, max_length=64)
 CASES = {'xlmr': {}, 'bert': {}, 'distilbert': {}, 'deberta-v2': {}, 'llama': {}, 'llama-gqa': dict(kv_heads=2),
@@ -136,7 +137,7 @@ def test_a_model_type_whose_saved_tokenizer_transformers_replaces_is_refused(cac
     try: p = local_model('qwen2', xnli[0], **TINY, kv_heads=2)
     except ModelError as e:
         assert "'llama' with kv_heads" in str(e); return
-    assert load_tokenizer(p)(sample)['input_ids'] == train_bpe_tokenizer(D._flat(xnli[0]), 500, 64)(sample)['input_ids']
+    assert load_tokenizer(p)(sample)['input_ids'] == train_bpe_tokenizer(D.flat_texts(xnli[0]), 500, 64)(sample)['input_ids']
 
 def test_the_reload_check_catches_a_changed_tokenizer(cache, xnli, monkeypatch):
     other = train_bpe_tokenizer(['completely different words'] * 3, 300)

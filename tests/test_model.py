@@ -3,8 +3,8 @@ import copy
 import pytest, torch
 from torch import nn
 from conftest import make_tiny_model
-from modtrace.model import (ModelError, load_classifier, load_tokenizer, encoder_layers, model_shape, head_gate,
-                            mask_from, head_param_masks, shuffle_mask, random_mask)
+from modtrace.model import ModelError, load_classifier, load_tokenizer, encoder_layers, model_shape
+from modtrace.units import head_gate, mask_from, head_param_masks, shuffle_mask, random_mask
 
 X = torch.randint(3, 60, (4, 9))
 Y = torch.tensor([0, 1, 1, 0])
@@ -114,7 +114,7 @@ def test_local_folder_loads_and_missing_model_says_what_to_do(tmp_path, tiny_tok
 
 def test_mask_file_round_trip_and_bad_files(tmp_path):
     import json
-    from modtrace.model import save_masks, load_masks
+    from modtrace.units import save_masks, load_masks
     m = make_tiny_model()
     masks = {'en': random_mask(2, 4, 5, seed=0), 'ko': random_mask(2, 4, 3, seed=1)}
     p = save_masks(tmp_path/'m.json', masks, model='tiny')

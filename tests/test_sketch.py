@@ -6,7 +6,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from datasets import Dataset
 from modtrace.sketch import Sketcher, SketchError, check_d, select_linears, projection, explicit_grads, sketch_of, iter_sketches
-from modtrace.model import random_mask, toy_classifier, head_gate
+from modtrace.model import toy_classifier
+from modtrace.units import random_mask, head_gate
 
 torch.set_num_threads(1)
 

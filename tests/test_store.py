@@ -5,7 +5,7 @@ from datasets import Dataset
 from modtrace.store import SketchStore, StoreError, build_store, sketch_checkpoints, check_compatible
 from modtrace.sketch import Sketcher, iter_sketches
 from modtrace.finetune import predict
-from modtrace.model import random_mask
+from modtrace.units import random_mask
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,7 @@ from modtrace.cli import main
 from modtrace.config import StudyConfig
 from modtrace.stages import study_masks, prepare
 from modtrace.run import fingerprint
-from modtrace.model import save_masks, random_mask
+from modtrace.units import save_masks, random_mask
 
 LANGS = ['en', 'fr', 'de', 'ko', 'es']
 # every result of SPEC section 7, named after the paper's item (Fig. 3's focus language for pawsx is German)

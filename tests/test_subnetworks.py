@@ -3,7 +3,8 @@ import json
 import numpy as np, pytest, torch
 from datasets import Dataset
 from conftest import make_tiny_model
-from modtrace.model import ModelError, head_gate
+from modtrace.model import ModelError
+from modtrace.units import head_gate
 from modtrace.subnetworks import (head_importance, prune, find_subnetworks, save_subnetworks, load_subnetworks,
                                   random_masks, suboptimal_masks, mask_union, mask_intersection, heads_disabled,
                                   head_usage, shared_heads, mask_similarity)
@@ -59,7 +60,7 @@ def test_planted_useless_first_essential_never():
         xi.view(-1)[gone] = 0
 
 def _batches(model, ds, bs=64):
-    from modtrace.finetune import example_loader
+    from modtrace.batching import example_loader
     for b in example_loader(ds, model.config.pad_token_id, bs): b.pop('lang_id'); yield b
 
 def per_example_losses(model, ds, xi):

@@ -72,7 +72,8 @@ def main():
     a = ap.parse_args()
     if a.fresh: os.environ['MODTRACE_CACHE'] = tempfile.mkdtemp(prefix='modtrace-bench-')
     from modtrace import demo
-    from modtrace.data import get_task, load_splits
+    from modtrace.data import load_splits
+    from modtrace.tasks import get_task
     print('load:', subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip(), '| torch threads', torch.get_num_threads())
     t0 = time.time(); root = demo.demo_data(a.seed, a.scale); t_data = time.time() - t0
     t0 = time.time(); path = demo.demo_model(a.seed, **json.loads(a.model)); t_model = time.time() - t0

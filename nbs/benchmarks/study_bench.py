@@ -51,7 +51,8 @@ def stage_costs(a):
     "Seconds per example of a training step, an importance pass and a sketch, on the same batches."
     from accelerate import Accelerator
     from modtrace.finetune import train_step
-    from modtrace.model import head_gate, model_shape, cross_entropy
+    from modtrace.model import model_shape, cross_entropy
+    from modtrace.units import head_gate
     from modtrace.sketch import Sketcher
     m, bs = model_of(a.size, a.tokens, a.device), [{k: v.to(a.device) for k, v in b.items()} for b in batches(a.batches + 1, a.batch, a.tokens)]
     rss = {'model': peak_rss()}
