@@ -4,12 +4,13 @@
 
 # %% ../nbs/18_methods.ipynb #m002
 from __future__ import annotations
-import numpy as np
+import time
+import numpy as np, torch
 from .config import OptionError, StudyConfig
 from .core import column
 from .influence import Influence, influence
 from .run import RunFolder, Stage
-from .sketch import Sketcher
+from .sketch import Sketcher, iter_sketches
 from .store import SketchStore, sketch_checkpoints
 
 # %% auto #0
@@ -34,6 +35,9 @@ class Method:
     def row_bytes(self, arch, c:StudyConfig, n_checkpoints:int) -> int:
         "The bytes one example's stored features take over `n_checkpoints` checkpoints."
         return 0
+    def row_seconds(self, arch, ds, c:StudyConfig) -> float:
+        "Seconds to featurize one example at one checkpoint on this machine, timed on a few of `ds`'s (the time plan counts them)."
+        return 0.0
 
 def example_keys(ds) -> list[str]:
     "`lang/id` of every example of `ds`: which examples a stage is about."
@@ -83,6 +87,12 @@ class TracIn(Method):
     def row_bytes(self, arch, c, n_checkpoints):
         sk = Sketcher(arch, d=SKETCH['d'], layers=c.sketch_layers, seed=SKETCH['seed'])
         return sk.dim * np.dtype(SKETCH['dtype']).itemsize * n_checkpoints
+    def row_seconds(self, arch, ds, c, n:int=64):
+        rows = ds.select(range(min(n, len(ds))))
+        with torch.random.fork_rng(devices=[]), Sketcher(arch, d=SKETCH['d'], layers=c.sketch_layers, seed=SKETCH['seed']) as sk:
+            t0 = time.perf_counter()
+            for _ in iter_sketches(sk, rows, None, 64, progress=False): pass
+        return (time.perf_counter() - t0) / len(rows)
 
 # %% ../nbs/18_methods.ipynb #m010
 METHODS = {}   # name -> `Method`: what `--method` can name

@@ -237,14 +237,14 @@ def step_seconds(d:StudyData, batch_size:int, repeat:int=2) -> float:
     d.arch.zero_grad(set_to_none=True); d.arch.train(was)
     return min(t)
 
-def time_plan(d:StudyData, c:StudyConfig, disk:dict, step:float) -> dict:
-    "Seconds each part of the study will take, from one training `step` and the work counted: {'fine-tuning', 'pruning', 'sketching', 'scoring'}."
+def time_plan(d:StudyData, c:StudyConfig, disk:dict, step:float, row:float) -> dict:
+    "Seconds each part of the study will take, from one training `step`, one example's features (`row`) and the work counted."
     n = {k: len(v) for k, v in d.splits.items()}
     per_example, E = step / c.batch_size, d.hp['epochs']
     K, rows = len(d.tracin_epochs), disk['rows']                        # checkpoints; stored examples of every feature stage
     return {'fine-tuning': 3 * E * (n['train'] + (n['dev'] + n['test']) / 3) * per_example,
             'pruning': 0 if c.masks is not None else 10 * n['dev'] * per_example * 2 / 3,
-            'sketching': 0.45 * K * (rows['train'] + rows['test']) * per_example / d.workers,
+            'sketching': K * (rows['train'] + rows['test']) * row / d.workers,
             'scoring': K * rows['test'] * n['train'] / 1e6}
 
 def log_time_plan(plan:dict, step:float, log=print, task:str=''):

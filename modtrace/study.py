@@ -18,7 +18,7 @@ from .results import RUNS, ResultInputs, default_choices, health_note, plot_resu
 from .run import RunError, RunFolder
 from .stages import StudyData, check_disk, disk_plan, fine_tune_all, log_time_plan, prepare, processes, step_seconds, study_workers, time_plan
 from .subnetworks import mask_intersection
-from .tracing import drop_stores, estimator_stage, groups_stage, results_stage, specificity_stage, trace
+from .tracing import drop_stores, estimator_stage, groups_stage, read_shares, results_stage, specificity_stage, trace
 
 # %% auto #0
 __all__ = ['Study', 'accuracy_frame', 'environment', 'record_study', 'run_study', 'plan', 'measured_times', 'checks', 'finish',
@@ -56,8 +56,7 @@ def load(cls:Study, run) -> Study:
         raise RunError(f"{rf.path} holds no finished study (no study.json): run `modtrace study` to finish it.")
     rec = json.loads((rf.path/'study.json').read_text())
     st = rec['stages']
-    shares = pd.concat([pd.read_csv(rf.path/f/'shares.csv', dtype={'epoch': str, 'id': str}).assign(variant=v)
-                        for v, f in st['influence'].items()], ignore_index=True)
+    shares = pd.concat([read_shares(rf.path/f)[0].assign(variant=v) for v, f in st['influence'].items()], ignore_index=True)   # (the stage's own load)
     folders = [st[k] for k in ('full', 'sft', 'rsft', 'results')] + list(st['influence'].values()) + [st[k] for k in ('prune', 'groups', 'estimator', 'specificity') if st.get(k)]
     return cls(rf.path, rec['settings'], pd.read_csv(rf.path/'accuracy.csv', index_col=0, header=[0, 1]),
                load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders))
@@ -121,16 +120,18 @@ def plan(run:RunFolder, d:StudyData, c:StudyConfig, method, log=print):
     "The disk the study will take (refused if short) and the time it will take, said before any work."
     disk = disk_plan(d, c, method)
     check_disk(run, disk, log)
-    step = step_seconds(d, c.batch_size)
-    log_time_plan(time_plan(d, c, disk, step), step, log, d.spec.name)
+    step, row = step_seconds(d, c.batch_size), method.row_seconds(d.arch, d.splits['train'], c)
+    log_time_plan(time_plan(d, c, disk, step, row), step, log, d.spec.name)
 
 def measured_times(run:RunFolder, stages:dict) -> dict:
-    "Seconds each kind of stage of a finished study took, as its markers recorded when it was computed (in this run or before)."
-    names = [v for v in stages.values() if isinstance(v, str)] + list(stages.get('influence', {}).values())
+    "Seconds each kind of stage of a finished study took (the feature stages its influence stages read included), as recorded when computed."
+    names = {v for v in stages.values() if isinstance(v, str)} | set(stages.get('influence', {}).values())
+    marker = lambda f: json.loads(m.read_text()) if (m := run.path/f/'stage.json').exists() else {}
+    names |= {marker(f).get('key', {}).get(k) for f in stages.get('influence', {}).values() for k in ('test', 'train')} - {None}
     out = {}
-    for f in names:
-        if (m := run.path/f/'stage.json').exists(): out[f.split('-')[0]] = out.get(f.split('-')[0], 0) + json.loads(m.read_text()).get('seconds', 0)
-    return out
+    for f in sorted(names): out[f.split('-')[0]] = out.get(f.split('-')[0], 0) + marker(f).get('seconds', 0)
+    order = ['full', 'prune', 'sft', 'rsft', 'sketch', 'influence']
+    return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
 def checks(run:RunFolder, d:StudyData, c:StudyConfig, full, xi:dict, te:list, tr:list, method, log=print) -> dict:
     "The layer groups, the estimator check and the specificity: {their stage folders (None: left out), 'frames': their tables}."
