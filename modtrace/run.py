@@ -60,7 +60,7 @@ def _children(o) -> list:
         g, local = o.__globals__, [c.cell_contents for c in (o.__closure__ or ()) if _cell_full(c)]
         local += [*(o.__defaults__ or ()), *(o.__kwdefaults__ or {}).values()]
         return ([(n, g[n], g.get('__name__')) for n in _names(o.__code__) if n in g]
-                + [(None, v, None) for v in local if _code(v) and (inspect.ismethod(v) or _library(v))])   # (see below)
+                + [(None, v, None) for v in local if inspect.ismethod(v)])   # (of a closure, only a bound method: see below)
     if inspect.isclass(o): return [(None, v, None) for v in (*vars(o).values(), *o.__bases__)]
     if isinstance(o, (staticmethod, classmethod)): return [(None, o.__func__, None)]
     if isinstance(o, property): return [(None, f, None) for f in (o.fget, o.fset) if f]
@@ -69,8 +69,6 @@ def _children(o) -> list:
     if type(o) in (list, tuple, set, frozenset) and len(o) <= 10000: return [(None, v, None) for v in o]
     if _ours(type(o)): return [(None, type(o), None)] + [(None, v, None) for v in getattr(o, '__dict__', {}).values()]   # an instance: its class, its fields
     return []
-
-def _library(v) -> bool: return (getattr(v, '__module__', None) or '').split('.')[0] == 'modtrace'
 
 def _code(v) -> bool:
     "A function, method, class or partial: code (not data) that a closure or a default may hold."

@@ -1,5 +1,5 @@
 "The demo's planted-truth check on more seeds than the README's: the demo model of each seed, fully fine-tuned, ranks language pairs by cross-language influence as the planted relatedness does (seed 0 runs in test_quickstart)."
-import pytest, torch
+import torch
 from modtrace.config import StudyConfig
 from modtrace.methods import method_named
 from modtrace.stages import prepare, finetune_stage

@@ -10,14 +10,13 @@ CHILD = r'''
 import json, sys, time, torch
 torch.set_num_threads(1); torch.manual_seed(0)
 from modtrace.model import toy_classifier, cross_entropy
-from modtrace.sketch import Sketcher
 steps = int(sys.argv[1])
-m = toy_classifier(layers=4, heads=4, hidden=128, vocab=5000, seed=0)
+m = toy_classifier(layers=4, heads=4, hidden=128, vocab=5000, seed=0, max_positions=130)
 opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
-x = torch.randint(5, 5000, (32, 64)); y = torch.randint(0, 2, (32,))
+x = torch.randint(5, 5000, (32, 48)); y = torch.randint(0, 2, (32,))
 t0 = time.perf_counter()
 for _ in range(steps):
-    loss = cross_entropy(m(input_ids=x).logits, y); loss.backward(); opt.step(); opt.zero_grad()
+    loss = cross_entropy(m(input_ids=x).logits, y).mean(); loss.backward(); opt.step(); opt.zero_grad()
 train = time.perf_counter() - t0
 print(json.dumps({'capability': torch.backends.cpu.get_cpu_capability(), 'train_s': train,
                   'weights': float(sum(p.double().sum() for p in m.parameters()))}))
