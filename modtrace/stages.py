@@ -30,7 +30,7 @@ from .subnetworks import find_subnetworks, heads_disabled, load_subnetworks, sav
 
 # %% auto #0
 __all__ = ['PAPER_SIZES', 'study_splits', 'data_fingerprint', 'StudyData', 'processes', 'study_workers', 'prepare',
-           'tracin_checkpoints', 'check_against_data', 'disk_plan', 'check_disk', 'step_seconds', 'time_plan',
+           'tracin_checkpoints', 'check_against_data', 'gb', 'disk_plan', 'check_disk', 'step_seconds', 'time_plan',
            'log_time_plan', 'data_code', 'load_finetune', 'finetune_into', 'finetune_stage', 'study_masks',
            'prune_stage', 'subnetworks', 'fine_tune_all', 'for_worker', 'worker_log']
 
@@ -193,7 +193,9 @@ def check_against_data(c:StudyConfig, d:StudyData):
     except SketchError as e: raise OptionError('sketch_layers', "{opt}: %s" % e) from None
 
 # %% ../nbs/21_stages.ipynb #s025
-def _gb(b:float) -> str: return f"{b / 1e9:.2f} GB"
+def gb(b:float) -> str:
+    "Bytes as gigabytes, for people."
+    return f"{b / 1e9:.2f} GB"
 
 def disk_plan(d:StudyData, c:StudyConfig, method:Method) -> dict:
     "Bytes the study's checkpoints and feature stores (sketch stores for TracIn) will take (each distinct store once), and the stores' rows: {'checkpoints', 'stores', 'total', 'rows'}."
@@ -213,10 +215,10 @@ def check_disk(run:RunFolder, plan:dict, log=print):
     "Say what the study will write, and stop (one `RunError`) if the disk's free space is short."
     have = sum(f.stat().st_size for f in run.path.rglob('*') if f.is_file())
     more, free = max(0, plan['total'] - have), shutil.disk_usage(run.path).free
-    log(f"[{run.path.name}] disk: checkpoints {_gb(plan['checkpoints'])}, sketch stores {_gb(plan['stores'])}; "
-        f"already in the run folder {_gb(have)}; free {_gb(free)}")
+    log(f"[{run.path.name}] disk: checkpoints {gb(plan['checkpoints'])}, sketch stores {gb(plan['stores'])}; "
+        f"already in the run folder {gb(have)}; free {gb(free)}")
     if more > free:
-        raise RunError(f"The study needs {_gb(more)} more on the disk of {run.path}, which has {_gb(free)} free: free some space, "
+        raise RunError(f"The study needs {gb(more)} more on the disk of {run.path}, which has {gb(free)} free: free some space, "
                        "choose another --out, lower --scale, or sketch fewer layers.")
 
 # %% ../nbs/21_stages.ipynb #s026b

@@ -19,7 +19,7 @@ from .pool import LocalPool, importable
 from .results import ResultInputs, study_results, write_results
 from .run import RunFolder, Stage
 from .sketch import Sketcher, iter_sketches
-from .stages import StudyData, processes
+from .stages import StudyData, gb, processes
 
 # %% auto #0
 __all__ = ['EXACT_BUDGET', 'CHECK_D', 'share_table', 'read_shares', 'influence_stage', 'variant_examples', 'trace',
@@ -106,15 +106,13 @@ def unused_after(i:int, variants:list, folders:dict) -> set[str]:
     later = {f for v in variants[i + 1:] for f in folders[v.name]} | set(folders['full'])
     return {f for v in variants[:i + 1] for f in folders[v.name]} - later
 
-def _gb(b:float) -> str: return f"{b / 1e9:.2f} GB"
-
 def drop_stores(run:RunFolder, names, log=print):
     "Delete the feature stores in folders `names` of the run (those that exist), saying how much disk that frees."
     gone = [run.path/n for n in sorted(names) if (run.path/n).is_dir()]
     if not gone: return
     size = sum(f.stat().st_size for g in gone for f in g.rglob('*') if f.is_file())
     for g in gone: shutil.rmtree(g)
-    log(f"[{run.path.name}] dropped {len(gone)} sketch store folder(s) no later stage reads ({_gb(size)}; --no-keep-stores)")
+    log(f"[{run.path.name}] dropped {len(gone)} sketch store folder(s) no later stage reads ({gb(size)}; --no-keep-stores)")
 
 # %% ../nbs/22_tracing.ipynb #t011
 def groups_stage(c:StudyConfig, names:tuple, te:list, tr:list) -> Stage:
