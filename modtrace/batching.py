@@ -5,6 +5,7 @@
 # %% ../nbs/07_batching.ipynb #c002
 from __future__ import annotations
 import math
+from collections.abc import Mapping
 import numpy as np
 import torch
 from torch import nn
@@ -12,8 +13,8 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 from datasets import Dataset
 from .core import column
-from .units import check_mask, check_masks
-from .model import model_shape
+from .model import ModelError
+from .units import Unit, check_mask, check_masks, unit_of
 
 # %% auto #0
 __all__ = ['MODEL_INPUTS', 'pad_collator', 'languages', 'model_columns', 'model_inputs', 'example_loader', 'EpochBatches',
@@ -133,15 +134,18 @@ def example_masks(
     langs:list[str],          # the language order of `lang_id`
 ):
     "The gate's mask for one batch: `xi` itself, or per-example masks (B, L, H) from {lang: xi}."
-    if not isinstance(xi, dict): return xi
+    if not isinstance(xi, Mapping): return xi
     return torch.stack([xi[langs[i]] for i in lang_id.tolist()])   # (B, L, H)
 
 def split_masks(
     model:nn.Module,          # the classifier the masks will gate
-    xi,                       # None | (L, H) mask | {lang: (L, H) mask}
-    langs:list[str],          # the split's languages: each needs a mask when `xi` is a dict
+    xi,                       # None | (L, H) head mask | `Masks` or {lang: (L, H) head mask}
+    langs:list[str],          # the split's languages: each needs a mask when `xi` is per language
+    unit:Unit|None=None,      # what a lone mask gates; None: a `Masks`' own unit, heads for a tensor
 ):
-    "A split's head mask(s), checked against the model and the split's languages (float tensors)."
+    "A split's mask(s) fitted to the model and the split's languages: `Masks` (checked once), or one float tensor."
     if xi is None: return None
-    if isinstance(xi, dict): return check_masks(xi, model_shape(model), langs)
-    return check_mask(torch.as_tensor(xi).float(), model_shape(model))
+    unit = unit or unit_of(xi)
+    if isinstance(xi, Mapping) and unit is not unit_of(xi): raise ModelError(f"These masks are over {unit_of(xi).name}, not {unit.name}.")
+    if isinstance(xi, Mapping): return check_masks(xi, unit.shape(model), langs, unit=unit)
+    return check_mask(torch.as_tensor(xi).float(), unit.shape(model))

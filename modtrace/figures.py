@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt, seaborn as sns
 from .core import atomic_write
+from .units import unit_of
 from .subnetworks import heads_disabled, head_usage, shared_heads, mask_similarity
 from .aggregate import correlation
 
@@ -225,11 +226,13 @@ def plot_accuracy_table(
 
 # %% ../nbs/14_figures.ipynb #c043
 def plot_head_usage(masks:dict, path=None):
-    "Fig. 11: layers × heads grid, each cell the number of languages using the head."
-    df = head_usage(masks)
-    fig, ax = plt.subplots(figsize=(0.45 * df['head'].nunique() + 2, 0.4 * df['layer'].nunique() + 1))
-    sns.heatmap(df.pivot(index='layer', columns='head', values='n_langs'), annot=True, fmt='d', cmap='viridis', ax=ax)
-    ax.set_title('Languages using each head'); plt.close(fig)
+    "Fig. 11: layers × heads grid (or layers × units of the masks' `Unit`), each cell the number of languages using the unit."
+    df, one = head_usage(masks), unit_of(masks).one
+    n = df[one].nunique(); small = n <= 32                            # thousands of neurons: colour only, no numbers
+    fig, ax = plt.subplots(figsize=(min(0.45 * n + 2, 16), 0.4 * df['layer'].nunique() + 1))
+    sns.heatmap(df.pivot(index='layer', columns=one, values='n_langs'), annot=small, fmt='d', cmap='viridis', ax=ax,
+                xticklabels='auto' if small else max(1, n // 16))
+    ax.set_title(f'Languages using each {one}'); plt.close(fig)
     return save_figure(fig, df, path)
 
 def plot_pairs(df:pd.DataFrame, value:str, path=None, title:str='', fmt:str='.2f', ax=None):

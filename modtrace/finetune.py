@@ -18,8 +18,8 @@ from transformers import get_scheduler
 from tqdm.auto import tqdm
 from .core import column, evaluating, write_json
 from .run import fingerprint
-from .model import cross_entropy, load_checkpoint, model_shape
-from .units import check_masks, head_gate, head_param_masks
+from .model import cross_entropy, load_checkpoint
+from .units import HEADS, Unit, check_masks, unit_of
 from .batching import EpochBatches, LanguageBatches, example_loader, example_masks, languages, split_masks
 from .data import tokenize
 
@@ -37,16 +37,17 @@ def predict(
     accelerator:Accelerator|None=None,  # shard the work over processes (inside `finetune`); None: model's device
     progress:bool=True,       # tqdm bar
     loss_fn=cross_entropy,    # per-example loss `(logits, labels, reduction) -> loss` (`modtrace.model.cross_entropy`)
+    unit:Unit|None=None,      # what a lone mask gates; None: a `Masks`' own unit, heads for a tensor
 ) -> pd.DataFrame:
-    "Per example: id, lang, label, pred, loss, correct (dataset order), optionally under a head mask."
+    "Per example: id, lang, label, pred, loss, correct (dataset order), optionally under a mask."
     base = accelerator.unwrap_model(model) if accelerator else model
-    langs = languages(ds)
-    xi = split_masks(base, xi, langs)
+    langs, unit = languages(ds), unit or unit_of(xi)
+    xi = split_masks(base, xi, langs, unit)
     dl = example_loader(ds, base.config.pad_token_id, batch_size, langs)
     if accelerator: dl = accelerator.prepare_data_loader(dl)
     device = next(base.parameters()).device
     preds, losses = [], []
-    gate = head_gate(base, torch.ones(model_shape(base))) if xi is not None else nullcontext()
+    gate = unit.gate(base, torch.ones(unit.shape(base))) if xi is not None else nullcontext()
     show = progress and (accelerator is None or accelerator.is_local_main_process)
     with evaluating(model), gate:
         for batch in tqdm(dl, desc='predict', disable=not show, leave=False):
@@ -77,18 +78,20 @@ def evaluate(
     xi=None,           # None | (L, H) mask | {lang: (L, H) mask}
     batch_size:int=64,
     progress:bool=True,
+    unit:Unit|None=None,   # what a lone mask gates; None: a `Masks`' own unit, heads for a tensor
 ) -> dict[str, float]:
-    "Accuracy per language (+ 'all'), optionally under a head mask."
-    return accuracy(predict(model, ds, xi, batch_size, progress=progress))
+    "Accuracy per language (+ 'all'), optionally under a mask."
+    return accuracy(predict(model, ds, xi, batch_size, progress=progress, unit=unit))
 
 # %% ../nbs/08_finetune.ipynb #c055
 def frozen_entries(
     model:nn.Module,    # the (unwrapped) classifier
-    xi:torch.Tensor,    # (L, H) binary mask of the batch's language
+    xi:torch.Tensor,    # (L, n) binary mask of the batch's language
+    unit:Unit=HEADS,    # what ξ is over: its freeze rule (`Unit.frozen`) says which entries a disabled unit owns
 ) -> list[tuple[nn.Parameter, torch.Tensor]]:
-    "(parameter, bool tensor of its entries owned by heads disabled in ξ) pairs."
+    "(parameter, bool tensor of its entries owned by units disabled in ξ) pairs."
     params = dict(model.named_parameters())
-    return [(params[n], m.to(params[n].device)) for n, m in head_param_masks(model, xi).items()]
+    return [(params[n], m.to(params[n].device)) for n, m in unit.frozen(model, xi).items()]
 
 # %% ../nbs/08_finetune.ipynb #c060
 def _opt_state(optimizer): return getattr(optimizer, 'optimizer', optimizer).state  # unwrap AcceleratedOptimizer
@@ -246,6 +249,7 @@ def _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmu
          'schedule': schedule, 'warmup': warmup, 'max_grad_norm': max_grad_norm, 'n_train': len(train),
          'train': _examples_hash(train), 'init': weights_hash(model),
          'masks': {l: xi.tolist() for l, xi in masks.items()} if masks else None}
+    if masks and unit_of(masks) is not HEADS: s["unit"] = unit_of(masks).name
     if loss_fn is not cross_entropy: s['loss_fn'] = f"{loss_fn.__module__}.{getattr(loss_fn, '__qualname__', repr(loss_fn))}"
     return s
 
@@ -282,7 +286,7 @@ def _train_epoch(model, loader, optimizer, scheduler, accelerator, masks, frozen
     base = accelerator.unwrap_model(model)
     model.train()
     losses, lrs = [], []
-    with (head_gate(base, next(iter(masks.values()))) if masks else nullcontext()) as gate:
+    with (unit_of(masks).gate(base, next(iter(masks.values()))) if masks else nullcontext()) as gate:
         bar = tqdm(loader, desc=f'epoch {epoch}', disable=not (progress and accelerator.is_local_main_process))
         for batch in bar:
             lang_id = batch.pop('lang_id')
@@ -317,7 +321,7 @@ def finetune(
     epochs:int,              # the task's `TaskSpec.epochs`
     batch_size:int=32,       # examples per batch (per process under `accelerate launch`)
     seed:int=0,
-    masks:dict|None=None,    # None: full fine-tuning; {lang: (L, H) binary mask}: sparse fine-tuning
+    masks:dict|None=None,    # None: full fine-tuning; `Masks` (or {lang: (L, H) binary head mask}): sparse fine-tuning
     weight_decay:float=0.01, # AdamW decoupled weight decay (weights, not biases/LayerNorm)
     schedule:str='constant', # 'constant' | 'linear' | any `transformers.get_scheduler` name
     warmup:float=0.0,        # fraction of steps for warm-up
@@ -332,7 +336,7 @@ def finetune(
     _check_args(lr, epochs, batch_size, splits)
     out_dir, sets = Path(out_dir), _prepare_splits(splits, tokenizer, max_length)
     langs = languages(sets['train'])
-    if masks is not None: masks = check_masks(masks, model_shape(model), langs)
+    if masks is not None: masks = check_masks(masks, unit_of(masks).shape(model), langs)
     settings = _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmup, max_grad_norm, sets['train'], loss_fn, model)
     if (out_dir/'DONE').exists():                                # finished: load, never recompute
         _claim(out_dir, settings, main=False)
@@ -362,7 +366,7 @@ def _run(model, tokenizer, sets, out_dir, langs, masks, settings, accelerator, e
         if start:                                               # resume after the last complete epoch
             load_checkpoint(base, checkpoint_dir(out_dir, start))
             accelerator.load_state(str(checkpoint_dir(out_dir, start)/'resume'))
-        frozen = {l: frozen_entries(base, xi) for l, xi in masks.items()} if masks else None
+        frozen = {l: frozen_entries(base, xi, unit_of(masks)) for l, xi in masks.items()} if masks else None
         evals = {k: v for k, v in sets.items() if k in ('dev', 'test')}
         for epoch in range(start + 1, s['epochs'] + 1):
             set_seed(s['seed'] + epoch, device_specific=True)   # batches and dropout depend on (seed, epoch) only

@@ -12,6 +12,7 @@ from .influence import Influence, influence
 from .run import RunFolder, Stage
 from .sketch import Sketcher, iter_sketches
 from .store import SketchStore, sketch_checkpoints
+from .units import Unit, unit_of
 
 # %% auto #0
 __all__ = ['SKETCH', 'METHODS', 'Method', 'example_keys', 'sketch_options', 'sketch_stage', 'TracIn', 'register_method',
@@ -56,23 +57,25 @@ def sketch_stage(
     ft,                       # `FinetuneResult` whose checkpoints are sketched
     arch,                     # a classifier of the run's architecture (its weights are replaced)
     ds,                       # tokenized examples to sketch
-    xi=None,                  # None | (L, H) mask gating every example's forward pass
+    xi=None,                  # None | (L, n) mask | `Masks`: gates every example's forward pass
     epochs=None,              # epoch checkpoints (1-based); None: all
     progress:bool=True,
     log=print,                # where a damaged store being sketched again is announced
     ps=None,                  # the study's processes (`accelerate.PartialState`): each sketches its share of the examples; None: one
     pool=None,                # a `modtrace.pool.LocalPool` whose local processes share each store (in one study process)
+    unit:Unit|None=None,      # what a lone mask gates; None: a `Masks`' own unit, heads for a tensor
     **sketch,                 # overrides of `SKETCH`
 ) -> Stage:
     "The stage of one `SketchStore` per checkpoint θ_e of `ft` for `ds` under mask ξ."
-    sk, epochs = {**SKETCH, **sketch}, list(epochs or range(1, len(ft.checkpoints) + 1))
+    sk, epochs, unit = {**SKETCH, **sketch}, list(epochs or range(1, len(ft.checkpoints) + 1)), unit or unit_of(xi)
     cks = [ft.out_dir/f'epoch-{e}' for e in epochs]
     part, n_parts, barrier = (ps.process_index, ps.num_processes, ps.wait_for_everyone) if ps is not None else (0, 1, None)
-    compute = lambda out: sketch_checkpoints(arch, ds, cks, out, xi=xi, progress=progress, model_name=ft.out_dir.name, batch_size=64,
+    compute = lambda out: sketch_checkpoints(arch, ds, cks, out, xi=xi, unit=unit, progress=progress, model_name=ft.out_dir.name, batch_size=64,
                                              root=run.path, rebuild_corrupt=True, log=log, part=part, n_parts=n_parts,
                                              barrier=barrier, pool=pool, **sk)
     load = lambda out: [SketchStore(out/ck.name) for ck in cks]
-    return Stage('sketch', dict(ft=run.rel(ft.out_dir), xi=xi, examples=example_keys(ds), epochs=epochs, **sk), compute, load,
+    over = {} if xi is None else {'unit': unit.name}
+    return Stage('sketch', dict(ft=run.rel(ft.out_dir), xi=xi, examples=example_keys(ds), epochs=epochs, **over, **sk), compute, load,
                  barrier=barrier if n_parts > 1 else None, summary=lambda out: {'n': len(ds), 'epochs': epochs})
 
 # %% ../nbs/18_methods.ipynb #m008
@@ -82,7 +85,7 @@ class TracIn(Method):
     def options(self, c): return {'norm': c.norm}
     def features(self, run, ft, ds, xi, d, c, pool=None, log=print):
         ps = d.ps if d.ps is not None and d.ps.num_processes > 1 else None
-        return sketch_stage(run, ft, d.arch, ds, xi, d.tracin_epochs, c.progress, log, ps, pool, **sketch_options(c))
+        return sketch_stage(run, ft, d.arch, ds, xi, d.tracin_epochs, c.progress, log, ps, pool, d.unit, **sketch_options(c))
     def score(self, test, train, m, c): return influence(test, train, m=m, norm=c.norm, progress=False, per_checkpoint=True)
     def row_bytes(self, arch, c, n_checkpoints):
         sk = Sketcher(arch, d=SKETCH['d'], layers=c.sketch_layers, seed=SKETCH['seed'])

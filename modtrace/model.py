@@ -16,8 +16,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICA
 
 # %% auto #0
 __all__ = ['FAMILIES', 'ModelError', 'attr_path', 'Family', 'register_family', 'model_family', 'family_named', 'toy_classifier',
-           'transformer_layers', 'encoder_layers', 'model_shape', 'attention_output', 'load_tokenizer',
-           'load_classifier', 'check_padding', 'cross_entropy', 'load_checkpoint']
+           'transformer_layers', 'encoder_layers', 'model_shape', 'attention_output', 'ffn_output', 'ffn_inputs',
+           'neuron_shape', 'load_tokenizer', 'load_classifier', 'check_padding', 'cross_entropy', 'load_checkpoint']
 
 # %% ../nbs/03_model.ipynb #c004
 class ModelError(ValueError):
@@ -38,7 +38,7 @@ def attr_path(
 # %% ../nbs/03_model.ipynb #c008
 @dataclass(frozen=True)
 class Family:
-    "Where one architecture keeps its attention heads: all the gate, SFT's freeze and the toy model need."
+    "Where one architecture keeps its attention heads and FFN neurons: all the gates, SFT's freeze and the toy model need."
     name:str                    # short name, e.g. 'xlmr' (`toy_classifier(family=...)`)
     label:str                   # what users call it, e.g. 'XLM-R / RoBERTa'
     model_types:tuple           # the `config.model_type` values it covers; the first one builds the toy model
@@ -53,6 +53,8 @@ class Family:
     gqa:bool=False              # K/V may have fewer heads than Q (`num_key_value_heads`)
     toy:Callable|None=None      # (layers, heads, kv_heads, hidden, max_positions) -> config kwargs of a tiny model
     refuse:Callable|None=None   # config -> why the gate cannot work with it, or None
+    ffn_in:tuple=()             # the FFN's input projections, paths from a layer: row j of each makes neuron j (gated FFNs: gate and up)
+    ffn_out:str|None=None       # the FFN's output (down) projection: its input is the neurons' activations, column j is neuron j's
 
 # %% ../nbs/03_model.ipynb #c011
 FAMILIES:dict[str, Family] = {}
@@ -75,23 +77,26 @@ def _bloom_tp(cfg):
 _SELF = 'attention.self.'
 for _f in [
     Family('xlmr', 'XLM-R / RoBERTa', ('xlm-roberta', 'roberta'), 'encoder.layer', 'attention.output.dense',
-           _SELF+'query', _SELF+'key', _SELF+'value', toy=_enc_toy),
+           _SELF+'query', _SELF+'key', _SELF+'value', toy=_enc_toy, ffn_in=('intermediate.dense',), ffn_out='output.dense'),
     Family('bert', 'BERT / mBERT', ('bert',), 'encoder.layer', 'attention.output.dense',
-           _SELF+'query', _SELF+'key', _SELF+'value', toy=_enc_toy),
+           _SELF+'query', _SELF+'key', _SELF+'value', toy=_enc_toy, ffn_in=('intermediate.dense',), ffn_out='output.dense'),
     Family('distilbert', 'DistilBERT', ('distilbert',), 'transformer.layer', 'attention.out_lin',
-           'attention.q_lin', 'attention.k_lin', 'attention.v_lin',
+           'attention.q_lin', 'attention.k_lin', 'attention.v_lin', ffn_in=('ffn.lin1',), ffn_out='ffn.lin2',
            toy=lambda L, H, KV, d, P: dict(dim=d, n_layers=L, n_heads=H, hidden_dim=2 * d, max_position_embeddings=P)),
     Family('deberta-v2', 'DeBERTa-v2 / mDeBERTa', ('deberta-v2',), 'encoder.layer', 'attention.output.dense',
            _SELF+'query_proj', _SELF+'key_proj', _SELF+'value_proj', extra=(_SELF+'pos_query_proj', _SELF+'pos_key_proj'),
+           ffn_in=('intermediate.dense',), ffn_out='output.dense',
            toy=lambda L, H, KV, d, P: _enc_toy(L, H, KV, d, P) | dict(relative_attention=True, pos_att_type=['p2c', 'c2p'],
                share_att_key=True, position_biased_input=False, position_buckets=8, max_relative_positions=P,
                norm_rel_ebd='layer_norm', type_vocab_size=0)),
     Family('llama', 'Llama / Mistral / Qwen2 / Qwen3', ('llama', 'mistral', 'qwen2', 'qwen3'), 'layers', 'self_attn.o_proj',
-           'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', decoder=True, gqa=True, toy=_dec_toy),
+           'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', decoder=True, gqa=True, toy=_dec_toy,
+           ffn_in=('mlp.gate_proj', 'mlp.up_proj'), ffn_out='mlp.down_proj'),
     Family('gpt-neox', 'GPT-NeoX / Pythia', ('gpt_neox',), 'layers', 'attention.dense', qkv='attention.query_key_value',
-           decoder=True, toy=_enc_toy),
+           decoder=True, toy=_enc_toy, ffn_in=('mlp.dense_h_to_4h',), ffn_out='mlp.dense_4h_to_h'),
     Family('bloom', 'BLOOM', ('bloom',), 'h', 'self_attention.dense', qkv='self_attention.query_key_value',
-           decoder=True, toy=lambda L, H, KV, d, P: dict(hidden_size=d, n_layer=L, n_head=H), refuse=_bloom_tp),
+           decoder=True, toy=lambda L, H, KV, d, P: dict(hidden_size=d, n_layer=L, n_head=H), refuse=_bloom_tp,
+           ffn_in=('mlp.dense_h_to_4h',), ffn_out='mlp.dense_4h_to_h'),
 ]: register_family(_f)
 
 # %% ../nbs/03_model.ipynb #c016
@@ -176,6 +181,24 @@ def attention_output(
 ) -> nn.Linear:
     "W_O of `layer`: the linear layer whose input is the heads' concatenated context (the gate hooks it)."
     return attr_path(transformer_layers(model)[layer], model_family(model).o)
+
+def ffn_output(
+    model:nn.Module,
+    layer:int,        # layer index, 0..L-1
+) -> nn.Linear:
+    "The FFN's down projection of `layer`: its input (B, T, n) is the n neurons' activations (the neuron gate hooks it)."
+    fam = model_family(model)
+    if not fam.ffn_out or (W := attr_path(transformer_layers(model)[layer], fam.ffn_out)) is None:
+        raise ModelError(f"{fam.label} has no FFN output projection registered (Family.ffn_out): neurons cannot be gated.")
+    return W
+
+def ffn_inputs(model:nn.Module, layer:int) -> list[nn.Linear]:
+    "The FFN's input projections of `layer` (gate and up for gated FFNs): row j of each belongs to neuron j."
+    return [attr_path(transformer_layers(model)[layer], p) for p in model_family(model).ffn_in]
+
+def neuron_shape(model:nn.Module) -> tuple[int, int]:
+    "(layers L, FFN neurons per layer n): the shape of a neuron mask."
+    return len(transformer_layers(model)), ffn_output(model, 0).in_features
 
 # %% ../nbs/03_model.ipynb #c042
 def _looks_local(name) -> bool:

@@ -5,6 +5,7 @@
 # %% ../nbs/15_run.ipynb #c002
 from __future__ import annotations
 import dataclasses, fcntl, functools, hashlib, importlib, importlib.metadata, inspect, json, os, re, socket, sys, time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from fastcore.basics import patch
@@ -23,7 +24,7 @@ def _encode(o):
     "`o` as JSON-able values: tensors as nested lists, paths as strings, dicts with string keys."
     if isinstance(o, torch.Tensor): return o.tolist()
     if isinstance(o, Path): return str(o)
-    if isinstance(o, dict): return {str(k): _encode(v) for k, v in sorted(o.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(o, Mapping): return {str(k): _encode(v) for k, v in sorted(o.items(), key=lambda kv: str(kv[0]))}
     if isinstance(o, (list, tuple)): return [_encode(v) for v in o]
     return o
 

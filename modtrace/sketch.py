@@ -11,7 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from .core import evaluating
 from .model import cross_entropy
-from .units import head_gate
+from .units import HEADS, Unit, gated, unit_of
 from .batching import example_loader, example_masks, languages, model_inputs, split_masks
 
 # %% auto #0
@@ -211,7 +211,8 @@ def __exit__(self:Sketcher, *exc):
 @patch
 def __call__(self:Sketcher,
              batch:dict,   # input_ids, attention_mask, labels (+ token_type_ids); extra keys ignored
-             xi=None,      # None | (L, H) | (B, L, H) head mask
+             xi=None,      # None | (L, n) | (B, L, n) mask over `unit`
+             unit:Unit=HEADS,  # what ξ gates (`modtrace.units.Unit`)
             ) -> tuple[torch.Tensor, torch.Tensor]:
     "(sketches (B, dim) float32, logits (B, classes)) of one batch; must be called inside `with`."
     if not self._handles: raise SketchError("Use the Sketcher inside `with sketcher:` (its hooks are not registered).")
@@ -219,17 +220,17 @@ def __call__(self:Sketcher,
     inputs = model_inputs(batch, dev)                                      # (B, T) each; the attention mask is required
     labels = torch.as_tensor(batch['labels']).to(dev)
     if not self.one_at_a_time:
-        try: return self._pass(inputs, labels, xi)
+        try: return self._pass(inputs, labels, xi, unit)
         except _SharedInput as e: self._go_one_at_a_time(*e.args)
-    return self._each_example(inputs, labels, xi)
+    return self._each_example(inputs, labels, xi, unit)
 
 # %% ../nbs/10_sketch.ipynb #c028
 @patch
-def _pass(self:Sketcher, inputs, labels, xi, each:bool=False) -> tuple[torch.Tensor, torch.Tensor]:
+def _pass(self:Sketcher, inputs, labels, xi, unit:Unit=HEADS, each:bool=False) -> tuple[torch.Tensor, torch.Tensor]:
     "One forward and one activation-only backward of Σ_b L(z_b): (sketches (B, dim), logits (B, classes))."
     self._mask, self._acc, self._each, self._leaves, self._called, self._anchor = (
         inputs['attention_mask'].float(), {}, each, [], set(), None)
-    gate = head_gate(self.model, xi) if xi is not None else nullcontext()
+    gate = gated(self.model, xi, unit)
     dev_type = inputs['input_ids'].device.type
     amp = torch.autocast(dev_type, dtype=PRECISIONS[self.precision]) if self.precision != 'float32' else nullcontext()
     try:
@@ -264,14 +265,14 @@ def _go_one_at_a_time(self:Sketcher, name:str, shape:tuple):
                   "To keep one batched pass, leave such layers out (layers=...).", stacklevel=3)
 
 @patch
-def _each_example(self:Sketcher, inputs, labels, xi) -> tuple[torch.Tensor, torch.Tensor]:
+def _each_example(self:Sketcher, inputs, labels, xi, unit:Unit=HEADS) -> tuple[torch.Tensor, torch.Tensor]:
     "One pass per example, unpadded: exact for any call of a linear, at the price of B small passes."
     per = xi is not None and torch.as_tensor(xi).dim() == 3
     rows, logits = [], []
     for i in range(len(labels)):
         keep = inputs['attention_mask'][i].bool()
         one = {k: v[i][keep][None] for k, v in inputs.items()}            # (1, T_i): the example alone, unpadded
-        s, z = self._pass(one, labels[i:i + 1], xi[i] if per else xi, each=True)
+        s, z = self._pass(one, labels[i:i + 1], xi[i] if per else xi, unit, each=True)
         rows.append(s); logits.append(z)
     return torch.cat(rows), torch.cat(logits)                              # (B, dim), (B, classes)
 
@@ -280,8 +281,9 @@ def explicit_grads(
     model:nn.Module,
     batch:dict,          # as for `Sketcher.__call__`
     layers=None,         # see `select_linears`
-    xi=None,             # None | (L, H) | (B, L, H) head mask
+    xi=None,             # None | (L, n) | (B, L, n) mask over `unit`
     loss_fn=cross_entropy,  # each example's L
+    unit:Unit=HEADS,     # what ξ gates
 ) -> torch.Tensor:
     "Per-example weight gradients of the selected linears, flattened and concatenated: (B, Σ m·n). A reference loop."
     lin, inputs = select_linears(model, layers), model_inputs(batch)
@@ -291,7 +293,7 @@ def explicit_grads(
         one = {k: v[i][keep][None] for k, v in inputs.items()}                # (1, T_i): the example alone, unpadded
         xi_i = None if xi is None else (xi[i] if torch.as_tensor(xi).dim() == 3 else xi)
         model.zero_grad()
-        with torch.enable_grad(), (head_gate(model, xi_i) if xi_i is not None else nullcontext()):
+        with torch.enable_grad(), gated(model, xi_i, unit):
             loss = loss_fn(model(**one).logits.float(), torch.as_tensor(batch['labels'])[i][None], reduction='mean')
             gs = torch.autograd.grad(loss, [l.weight for l in lin.values()])
         out.append(torch.cat([g.flatten() for g in gs]))
@@ -314,19 +316,21 @@ def sketch_of(
 def iter_sketches(
     sketcher:Sketcher,        # entered (`with`) sketcher
     ds,                       # tokenized dataset with lang, label, input_ids
-    xi=None,                  # None | (L, H) mask | {lang: (L, H) mask}
+    xi=None,                  # None | (L, n) mask | `Masks` (or {lang: (L, H) head mask})
     batch_size:int=32,
     start:int=0, stop:int|None=None,  # row range to sketch (resume, or one worker's share)
     progress:bool=True,       # tqdm bar
+    unit:Unit|None=None,      # what a lone (L, n) mask gates; None: a `Masks`' own unit, heads for a tensor
 ):
     "Yield (start, sketches (B, dim), pred (B,), loss (B,)) per batch of rows [start, stop)."
     model, stop = sketcher.model, len(ds) if stop is None else stop
     missing = [c for c in ('input_ids', 'lang', 'label') if c not in ds.column_names]
     if missing: raise SketchError(f"The split lacks column(s) {missing}; it has {ds.column_names}. Tokenize it (`modtrace.data.tokenize`).")
     langs = languages(ds)
-    xi = split_masks(model, xi, langs)
+    unit = unit or unit_of(xi)
+    xi = split_masks(model, xi, langs, unit)
     batches = example_loader(ds.select(range(start, stop)), model.config.pad_token_id, batch_size, langs)
     for i, batch in zip(range(start, stop, batch_size), tqdm(batches, desc='sketch', disable=not progress, leave=False)):
-        S, logits = sketcher(batch, xi=example_masks(xi, batch['lang_id'], langs) if xi is not None else None)
+        S, logits = sketcher(batch, example_masks(xi, batch['lang_id'], langs) if xi is not None else None, unit)
         loss = sketcher.loss_fn(logits.float(), batch['labels'].to(logits.device), reduction='none')
         yield i, S.cpu(), logits.argmax(-1).cpu(), loss.cpu()

@@ -21,8 +21,8 @@ from .tasks import get_task
 from .local import local_model, local_model_spec
 from .finetune import FinetuneResult, finetune, weights_hash
 from .methods import Method
-from .model import load_checkpoint, load_classifier, load_tokenizer, model_shape
-from .units import check_masks, load_masks, random_mask, save_masks, shuffle_mask
+from .model import load_checkpoint, load_classifier, load_tokenizer
+from .units import HEADS, Masks, Unit, check_masks, load_masks, random_mask, save_masks, unit_named
 from .pool import LocalPool, importable
 from .run import RunError, RunFolder, Stage, fingerprint
 from .sketch import SketchError, select_linears
@@ -30,8 +30,8 @@ from .subnetworks import find_subnetworks, heads_disabled, load_subnetworks, sav
 
 # %% auto #0
 __all__ = ['PAPER_SIZES', 'study_splits', 'data_fingerprint', 'StudyData', 'processes', 'study_workers', 'prepare',
-           'tracin_checkpoints', 'check_against_data', 'gb', 'disk_plan', 'check_disk', 'step_seconds', 'time_plan',
-           'log_time_plan', 'data_code', 'load_finetune', 'finetune_into', 'finetune_stage', 'study_masks',
+           'tracin_checkpoints', 'check_against_data', 'mask_file', 'gb', 'disk_plan', 'check_disk', 'step_seconds',
+           'time_plan', 'log_time_plan', 'data_code', 'load_finetune', 'finetune_into', 'finetune_stage', 'study_masks',
            'prune_stage', 'subnetworks', 'fine_tune_all', 'for_worker', 'worker_log']
 
 # %% ../nbs/21_stages.ipynb #s011
@@ -95,6 +95,8 @@ class StudyData:
     tracin_epochs: list       # the checkpoints TracIn sums over
     ps: object = None         # the processes of the study (`processes()`)
     workers: int = 1          # local processes sharing the work (`study_workers`): chosen once, when the model is known
+    unit: Unit = HEADS        # what the subnetworks are made of (`--unit`)
+    masks: Masks|None = None  # the mask file's masks (`--masks FILE`), checked once when the study starts
     @property
     def ft(self) -> dict: return dict(lr=self.hp['lr'], epochs=self.hp['epochs'], batch_size=self.hp['batch_size'], seed=self.hp['seed'])
 
@@ -166,8 +168,9 @@ def prepare(c:StudyConfig, log=print, ps=None) -> StudyData:
               processes=ps.num_processes)                                 # (data-parallel training sums other batches: other weights)
     d = StudyData(spec, str(path), tok, {k: tokenize(v, tok, max_length) for k, v in raw.items()}, hp,
                   arch.to(ps.device), langs, tracin_checkpoints(c.tracin_epochs or spec.tracin_epochs, hp['epochs']), ps,
-                  study_workers(c.workers, c.threads, ps, arch))
+                  study_workers(c.workers, c.threads, ps, arch), unit_named(c.unit))
     check_against_data(c, d)
+    d = replace(d, masks=mask_file(c, d))
     log(f"[{spec.name}] {len(raw['train'])} train / {len(raw['dev'])} dev / {len(raw['test'])} test examples; languages {langs}")
     return d
 
@@ -186,11 +189,17 @@ def check_against_data(c:StudyConfig, d:StudyData):
           "{opt} names language(s) %s that are not among the study's languages %s: add them to --langs, or name one of those." % (unknown, d.langs))
     n = len(d.splits['train'])
     need(2 * c.top_m <= n, 'top_m', "{opt} = %d needs at least %d training examples, the study has %d: lower {opt} or raise --scale." % (c.top_m, 2 * c.top_m, n))
-    if c.masks not in (None, 'random'):
-        try: check_masks(load_masks(c.masks), model_shape(d.arch), d.langs, what=str(c.masks))
-        except ValueError as e: raise OptionError('masks', "{opt}: %s" % e) from None
     try: select_linears(d.arch, c.sketch_layers)
     except SketchError as e: raise OptionError('sketch_layers', "{opt}: %s" % e) from None
+
+def mask_file(c:StudyConfig, d:StudyData) -> Masks|None:
+    "The masks of `--masks FILE`, read and checked once (the model, the unit, every language); None without a file."
+    if c.masks in (None, 'random'): return None
+    try: xi = load_masks(c.masks)
+    except ValueError as e: raise OptionError('masks', "{opt}: %s" % e) from None
+    need(xi.unit is d.unit, 'masks', "{opt} %s holds %s masks, but the study's --unit is %s." % (c.masks, xi.unit.name, d.unit.name))
+    try: return check_masks(xi, d.unit.shape(d.arch), d.langs, what=str(c.masks))
+    except ValueError as e: raise OptionError('masks', "{opt}: %s" % e) from None
 
 # %% ../nbs/21_stages.ipynb #s025
 def gb(b:float) -> str:
@@ -274,24 +283,25 @@ def finetune_into(d:StudyData, name:str, masks:dict|None, progress:bool, log, ou
              progress=progress, **d.ft)
     log(f"[{d.hp['task']}] {name} fine-tuning done ({time.time() - t0:.0f} s): {out.name}")
 
-def finetune_stage(d:StudyData, name:str, masks:dict|None=None, progress:bool=True, log=print) -> Stage:
+def finetune_stage(d:StudyData, name:str, masks:Masks|None=None, progress:bool=True, log=print) -> Stage:
     "The stage `name`: full fine-tuning (`masks` None) or SFT through `masks`, keyed by the hyper-parameters, the data, the start's weights."
     ps = d.ps if d.ps is not None and d.ps.num_processes > 1 else None
-    return Stage(name, {**d.hp, **({'masks': masks} if masks is not None else {})}, lambda out: finetune_into(d, name, masks, progress, log, out),
+    return Stage(name, {**d.hp, **({'masks': masks, 'unit': masks.unit.name} if masks is not None else {})}, lambda out: finetune_into(d, name, masks, progress, log, out),
                  lambda out: load_finetune(d, out), code=data_code(), barrier=ps.wait_for_everyone if ps else None,
                  summary=lambda out: {'epochs': d.hp['epochs'], 'sparse': masks is not None})
 
 def study_masks(
     langs,                  # the task's languages
-    shape,                  # the model's (L, H)
-    masks:str|Path|None=None,  # a mask file; None -> random masks (`run_study` passes pruned masks itself)
-    keep:float=0.75,        # fraction of heads a random mask keeps
+    shape,                  # the model's shape for the unit (heads: (L, H))
+    masks:str|Path|Masks|None=None,  # a mask file or its `Masks`; None -> random masks (`run_study` passes pruned masks itself)
+    keep:float=0.75,        # fraction of the units a random mask keeps
     seed:int=0,             # random mask of language i uses seed + i
-) -> dict[str, torch.Tensor]:
-    "One head mask per language: from a file, or random with a given size."
-    if masks is not None: return check_masks(load_masks(masks), shape, langs, what=str(masks))
+    unit:Unit=HEADS,        # what the masks are over
+) -> Masks:
+    "One mask per language: from a file, or random with a given size."
+    if masks is not None: return check_masks(masks if isinstance(masks, Masks) else load_masks(masks), shape, langs, what=str(masks))
     n = max(1, round(keep * shape[0] * shape[1]))
-    return {l: random_mask(*shape, n, seed=seed + i) for i, l in enumerate(langs)}
+    return Masks({l: random_mask(*shape, n, seed=seed + i) for i, l in enumerate(langs)}, shape, unit)
 
 # %% ../nbs/21_stages.ipynb #s031
 def prune_stage(run:RunFolder, d:StudyData, full:FinetuneResult) -> Stage:
@@ -299,24 +309,24 @@ def prune_stage(run:RunFolder, d:StudyData, full:FinetuneResult) -> Stage:
     ps = d.ps or processes()
     def compute(out):
         for l in d.langs[ps.process_index::ps.num_processes]:
-            if not (one := out/f'lang-{l}.json').exists(): save_subnetworks(one, *find_subnetworks(full.model, d.splits['dev'], langs=[l]))
+            if not (one := out/f'lang-{l}.json').exists(): save_subnetworks(one, *find_subnetworks(full.model, d.splits['dev'], langs=[l], unit=d.unit))
         ps.wait_for_everyone()
         if run.main:
-            got = [load_subnetworks(out/f'lang-{l}.json') for l in d.langs]
-            save_subnetworks(out/'subnetworks.json', {l: g[0][l] for l, g in zip(d.langs, got)}, {l: g[1][l] for l, g in zip(d.langs, got)},
-                             checkpoint=run.rel(full.checkpoints[-1]))
+            got = {l: load_subnetworks(out/f'lang-{l}.json') for l in d.langs}           # (Masks of one language, trajectories)
+            xi = Masks({l: m[l] for l, (m, _) in got.items()}, d.unit.shape(full.model), d.unit)
+            save_subnetworks(out/'subnetworks.json', xi, {l: t[l] for l, (_, t) in got.items()}, checkpoint=run.rel(full.checkpoints[-1]))
             for l in d.langs: (out/f'lang-{l}.json').unlink()
-    return Stage('prune', {**d.hp, 'full': full.out_dir.name}, compute, lambda out: load_subnetworks(out/'subnetworks.json', full.model)[0],
+    return Stage('prune', {**d.hp, 'full': full.out_dir.name, 'unit': d.unit.name}, compute, lambda out: load_subnetworks(out/'subnetworks.json', full.model)[0],
                  barrier=ps.wait_for_everyone)
 
-def subnetworks(run:RunFolder, d:StudyData, full:FinetuneResult, c:StudyConfig, log=print) -> tuple[dict[str, torch.Tensor], str|None]:
+def subnetworks(run:RunFolder, d:StudyData, full:FinetuneResult, c:StudyConfig, log=print) -> tuple[Masks, str|None]:
     "The SFT masks: pruned (default), from a file, or random; written to RUN/masks.json. (masks, pruning stage or None)"
     if c.masks is None:
         stage = prune_stage(run, d, full)
         xi, name, source = run.cached(stage), run.folder(stage).name, 'pruned'
-        log(f"[{d.hp['task']}] subnetworks by pruning; heads disabled per language (Table 1):\n{heads_disabled(xi).set_index('lang').to_string()}")
+        log(f"[{d.hp['task']}] subnetworks by pruning; {d.unit.name} disabled per language (Table 1):\n{heads_disabled(xi).set_index('lang').to_string()}")
     else:
-        xi, name = study_masks(d.langs, model_shape(d.arch), None if c.masks == 'random' else c.masks, c.keep, c.seed), None
+        xi, name = study_masks(d.langs, d.unit.shape(d.arch), None if c.masks == 'random' else d.masks, c.keep, c.seed, d.unit), None
         source = f'random (keep {c.keep}, seed {c.seed})' if c.masks == 'random' else str(c.masks)
     if run.main: save_masks(run.path/'masks.json', xi, model=d.path, source=source)
     return xi, name
@@ -326,7 +336,7 @@ def fine_tune_all(run:RunFolder, d:StudyData, c:StudyConfig, log=print) -> tuple
     "Stages 1-3: full fine-tuning, the subnetworks, SFT and random SFT; (runs, masks, random masks, pruning stage or None)."
     runs = {'full': run.cached(finetune_stage(d, 'full', progress=c.progress, log=log))}
     xi, pruned = subnetworks(run, d, runs['full'], c, log)
-    rxi = {l: shuffle_mask(m, seed=c.seed + i) for i, (l, m) in enumerate(xi.items())}
+    rxi = xi.shuffled(c.seed)
     rsft = finetune_stage(d, 'rsft', rxi, c.progress, log)
     with LocalPool(None, min(2, d.workers) if not run.complete(rsft) else 1, c.threads) as pool:   # a second core: side by side
         there = pool.submit(importable('modtrace.stages', 'finetune_into'), for_worker(d), 'rsft', rxi, False, worker_log(log),

@@ -5,6 +5,7 @@
 # %% ../nbs/11_store.ipynb #c002
 from __future__ import annotations
 import errno, json, os, shutil, zlib
+from collections.abc import Mapping
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from torch import nn
 from .core import column, write_json
 from .model import cross_entropy, load_checkpoint
 from .sketch import Sketcher, iter_sketches
+from .units import HEADS, unit_of
 
 # %% auto #0
 __all__ = ['AGREE', 'StoreError', 'StoreCorrupt', 'checkpoint_info', 'check_compatible', 'SketchStore', 'reserve', 'store_dtype',
@@ -29,7 +31,7 @@ class StoreCorrupt(StoreError):
 def _mask_json(xi):
     "A mask as JSON: None, a nested list, or {lang: nested list}."
     if xi is None: return None
-    if isinstance(xi, dict): return {k: torch.as_tensor(v).float().tolist() for k, v in sorted(xi.items())}
+    if isinstance(xi, Mapping): return {k: torch.as_tensor(v).float().tolist() for k, v in sorted(xi.items())}
     return torch.as_tensor(xi).float().tolist()
 
 def checkpoint_info(
@@ -133,7 +135,7 @@ def store_dtype(
         raise StoreError("Exact gradients are stored as float32 (float16 rounds every score by ~1e-4): pass dtype='float32' or None.")
     return dtype
 
-def _header(sk:Sketcher, model, ds, checkpoint, model_name, xi, dtype, root=None) -> dict:
+def _header(sk:Sketcher, model, ds, checkpoint, model_name, xi, dtype, root=None, unit=HEADS) -> dict:
     "What the store's sketches are (see the intro); everything scoring needs to refuse a mismatch."
     ids = [str(i) for i in column(ds, 'id')] if 'id' in ds.column_names else [str(i) for i in range(len(ds))]
     h = {'format': 1, 'model': model_name or getattr(model.config, '_name_or_path', '') or type(model).__name__,
@@ -142,6 +144,7 @@ def _header(sk:Sketcher, model, ds, checkpoint, model_name, xi, dtype, root=None
          'dtype': store_dtype(dtype, sk.exact), 'n': len(ds), 'dim': sk.dim, 'ids': ids}
     if sk.loss_fn is not cross_entropy: h['loss'] = f"{sk.loss_fn.__module__}.{getattr(sk.loss_fn, '__qualname__', repr(sk.loss_fn))}"
     if sk.precision != 'float32': h['precision'] = sk.precision      # (float32 stores keep the headers they always had)
+    if xi is not None and unit is not HEADS: h['unit'] = unit.name      # (as do stores of head masks)
     return h
 
 def _resume(path:Path, header:dict):
@@ -179,7 +182,8 @@ def build_store(
     path,                      # the store's folder
     checkpoint=None,           # checkpoint folder (its state.json gives epoch and lr) or a label
     model_name:str|None=None,  # the model's name in the header; default: config._name_or_path
-    xi=None,                   # None | (L, H) mask | {lang: (L, H) mask}: gates every example's forward pass
+    xi=None,                   # None | (L, n) mask | `Masks` (or {lang: (L, H) head mask}): gates every example's forward pass
+    unit=None,                 # what a lone (L, n) mask gates (`modtrace.units.Unit`); None: a `Masks`' own unit, heads for a tensor
     d:int=256, layers=None, seed:int=0, exact:bool=False,  # see `Sketcher`
     dtype:str|None=None,       # 'float16' | 'float32' on disk; None: float16 for sketches, float32 for exact gradients
     projector=None,            # the `Sketcher`'s projector (default: `KroneckerProjector(d, seed)`)
@@ -194,7 +198,8 @@ def build_store(
     "Sketch `ds` into the store at `path`, resuming a partial one; returns the opened complete store."
     # (over 40 lines only by its 16 documented options; the body is the chunk loop and its three ordered writes)
     path, sk = Path(path), Sketcher(model, d, layers, seed, exact, projector=projector, loss_fn=loss_fn, precision=precision)
-    header = _header(sk, model, ds, checkpoint, model_name, xi, dtype, root)
+    unit = unit or unit_of(xi)
+    header = _header(sk, model, ds, checkpoint, model_name, xi, dtype, root, unit)
     if (path/'complete.json').exists():
         st = SketchStore(path)
         check_compatible(st.header, header, same=('checkpoint', 'mask', 'ids', 'dtype'), what=f'{path} with this request')
@@ -206,7 +211,7 @@ def build_store(
         for c in range(prog['done'], n, chunk_size):
             if stop_after is not None and written >= stop_after: return None
             stop = min(c + chunk_size, n)
-            outs = list(iter_sketches(sk, ds, xi, batch_size, start=c, stop=stop, progress=False))
+            outs = list(iter_sketches(sk, ds, xi, batch_size, start=c, stop=stop, progress=False, unit=unit))
             S = torch.cat([o[1] for o in outs]).to(getattr(torch, arr.dtype.name)).numpy()   # (rows, dim); torch rounds as numpy does, 40x faster
             pred, loss = (torch.cat([o[i] for o in outs]).tolist() for i in (2, 3))
             arr[c:stop] = S; arr.flush()                                             # 1. the rows, on disk

@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from .config import StudyConfig, need, write_study_config
 from .core import CPU_KERNELS, atomic_write, cpu_kernels_env, cpu_kernels_in_use, hf_quiet, torch_threads, write_json
 from .methods import method_named
-from .units import load_masks
+from .units import Masks, load_masks
 from .report import check_report, report as write_report
 from .results import RUNS, ResultInputs, default_choices, health_note, plot_result, study_variants
 from .run import RunError, RunFolder
@@ -31,7 +31,7 @@ class Study:
     run: Path                 # the run folder
     settings: dict            # the options it ran with, and the choices made (focus, suboptimal, compose, TracIn checkpoints)
     accuracy: pd.DataFrame    # dev and test accuracy per language of the three fine-tuning runs
-    masks: dict               # {lang: (L, H)} the subnetworks
+    masks: Masks              # the subnetworks, one (L, n) mask per language over `masks.unit` (heads: (L, H))
     results: dict = field(repr=False)   # every result, keyed by its file stem under `figures`
     shares: pd.DataFrame = field(default=None, repr=False)  # every variant's shares (a `variant` column)
     stale: dict = field(default_factory=dict)  # {stage folder: the functions that changed} for stages made by other code than the installed

@@ -5,88 +5,91 @@
 # %% ../nbs/09_subnetworks.ipynb #c002
 from __future__ import annotations
 import json
+from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
 from .core import column, evaluating
-from .model import model_shape, cross_entropy
-from .units import check_mask, head_gate, shuffle_mask, save_masks, load_masks
+from .model import cross_entropy
+from .units import HEADS, Masks, Unit, check_mask, shuffle_mask, save_masks, load_masks, unit_of
 from .batching import example_loader, languages
 from .finetune import evaluate
 
 # %% auto #0
-__all__ = ['head_importance', 'accuracy_metric', 'prune', 'find_subnetworks', 'save_subnetworks', 'load_subnetworks',
-           'random_masks', 'suboptimal_masks', 'mask_union', 'mask_intersection', 'heads_disabled', 'head_usage',
-           'shared_heads', 'mask_similarity']
+__all__ = ['importance', 'accuracy_metric', 'prune', 'find_subnetworks', 'save_subnetworks', 'load_subnetworks', 'random_masks',
+           'suboptimal_masks', 'mask_union', 'mask_intersection', 'heads_disabled', 'head_usage', 'shared_heads',
+           'mask_similarity']
 
 # %% ../nbs/09_subnetworks.ipynb #c007
-def _enabled_mask(model, xi) -> torch.Tensor:
-    "ξ checked against the model (all ones when None): one (L, H) mask that enables a head."
-    shape = model_shape(model)
+def _enabled_mask(model, xi, unit:Unit=HEADS) -> torch.Tensor:
+    "ξ checked against the model (all ones when None): one (L, n) mask that enables a unit."
+    shape = unit.shape(model)
     if xi is None: return torch.ones(shape)
     return check_mask(torch.as_tensor(xi).float(), shape, single=True, nonempty=True).clone()
 
 # %% ../nbs/09_subnetworks.ipynb #c011
-def head_importance(
+def importance(
     model:nn.Module,            # a sequence classifier
     ds,                         # tokenized examples with `lang`, `label` (one language, usually)
-    xi=None,                    # (L, H) current mask; None: all heads
+    xi=None,                    # (L, n) current mask; None: every unit
     normalize:bool=True,        # L2-normalise the scores within each layer
     batch_size:int=32,
     n_examples:int|None=None,   # use only the first n examples
     loss_fn=cross_entropy,      # L of Eq. 1, `(logits, labels, reduction) -> loss` (`modtrace.model.cross_entropy`)
+    unit:Unit=HEADS,            # what ξ gates (`modtrace.units.Unit`): heads, the paper's unit
 ) -> torch.Tensor:
-    "Eq. 1: mean over examples of |∂L/∂ξ| (per-example absolute value), (L, H)."
-    xi = _enabled_mask(model, xi)
+    "Eq. 1: mean over examples of |∂L/∂ξ| (per-example absolute value) through the unit's gate, (L, n)."
+    xi = _enabled_mask(model, xi, unit)
     if n_examples is not None: ds = ds.select(range(min(n_examples, len(ds))))
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     total, n = torch.zeros(xi.shape, dtype=torch.float64), 0
-    with evaluating(model, frozen=True), head_gate(model, xi) as gate:    # activation-only backward
+    with evaluating(model, frozen=True), unit.gate(model, xi) as gate:    # activation-only backward
         for batch in example_loader(ds, model.config.pad_token_id, batch_size):
             batch = {k: v.to(device) for k, v in batch.items() if k != 'lang_id'}
             labels = batch.pop('labels')
             xb = xi.to(device=device, dtype=dtype).expand(len(labels), *xi.shape).clone().requires_grad_(True)
-            gate.xi = xb                                                   # (B, L, H)
+            gate.xi = xb                                                   # (B, L, n)
             loss = loss_fn(model(**batch).logits, labels, reduction='sum')   # Σ_i L(x_i): row i of the gradient is ∂L_i/∂ξ
-            (g,) = torch.autograd.grad(loss, xb)                           # (B, L, H)
+            (g,) = torch.autograd.grad(loss, xb)                           # (B, L, n)
             total += g.abs().sum(0).double().cpu(); n += len(labels)
-    if n == 0: raise ValueError("The dataset holds no example to score heads on.")
+    if n == 0: raise ValueError(f"The dataset holds no example to score {unit.name} on.")
     s = (total / n).float()
     return s / s.norm(dim=1, keepdim=True).clamp_min(1e-20) if normalize else s
 
 # %% ../nbs/09_subnetworks.ipynb #c020
-def accuracy_metric(model, ds, xi) -> float:
-    "Default pruning metric: accuracy over `ds` under the mask ξ."
-    return evaluate(model, ds, xi, progress=False)['all']
+def accuracy_metric(model, ds, xi, unit:Unit=HEADS) -> float:
+    "Default pruning metric: accuracy over `ds` under the mask ξ (over `unit`)."
+    return evaluate(model, ds, xi, progress=False, unit=unit)['all']
 
-def _check_prune_args(shape, fraction, threshold) -> int:
-    "The number of heads disabled per round; one clear error for bad settings."
+def _check_prune_args(shape, fraction, threshold, unit:Unit=HEADS, n_enabled:int|None=None) -> int:
+    "The number of units the first round disables (`Unit.per_round`); one clear error for bad settings."
     if not (0 < threshold <= 1): raise ValueError(f"threshold must lie in (0, 1]; got {threshold}.")
-    k = round(fraction * shape[0] * shape[1])
-    if k < 1: raise ValueError(f"fraction={fraction} of {shape[0]}x{shape[1]} heads rounds to {k}: a round would disable nothing.")
+    k = unit.per_round(shape, fraction, shape[0] * shape[1] if n_enabled is None else n_enabled)
+    if k < 1: raise ValueError(f"fraction={fraction} of {shape[0]}x{shape[1]} {unit.name} rounds to {k}: a round would disable nothing.")
     return k
 
 # %% ../nbs/09_subnetworks.ipynb #c025
 def prune(
     model:nn.Module,          # the (fully fine-tuned) classifier
     ds,                       # dev examples of ONE language, tokenized
-    xi=None,                  # starting mask; None: all heads
-    fraction:float=0.1,       # share of all L*H heads disabled per round
+    xi=None,                  # starting mask; None: every unit
+    fraction:float|None=None, # share disabled per round (`Unit.per_round`); None: the unit's (heads: 10% of all L*H, neurons: 1% of those left)
     threshold:float=0.95,     # keep masks whose metric >= threshold * unpruned metric
-    metric=accuracy_metric,   # callable(model, ds, xi) -> float
+    metric=None,              # callable(model, ds, xi) -> float; None: accuracy under the unit's gate (`accuracy_metric`)
     n_examples:int|None=None, # examples used for scoring and evaluation
     batch_size:int=32,
     normalize:bool=True,
-    loss_fn=cross_entropy,    # the L whose |∂L/∂ξ| ranks the heads (Eq. 1)
+    loss_fn=cross_entropy,    # the L whose |∂L/∂ξ| ranks the units (Eq. 1)
+    unit:Unit=HEADS,          # what a round disables (`modtrace.units.Unit`)
 ) -> tuple[torch.Tensor, list[dict]]:
     "Iterative pruning (App. D): the last mask at or above the line, and the trajectory of every round."
-    k = _check_prune_args(model_shape(model), fraction, threshold)
-    xi = _enabled_mask(model, xi)
+    xi, metric, fraction = _enabled_mask(model, xi, unit), metric or partial(accuracy_metric, unit=unit), fraction or unit.fraction
+    k = _check_prune_args(xi.shape, fraction, threshold, unit, int((xi > 0).sum()))
     if n_examples is not None: ds = ds.select(range(min(n_examples, len(ds))))
     base = metric(model, ds, xi)
     traj = [dict(round=0, n_disabled=int((xi == 0).sum()), accuracy=float(base), scores=None, kept=True)]
     while (xi > 0).sum() > k:
-        scores = head_importance(model, ds, xi, normalize=normalize, batch_size=batch_size, loss_fn=loss_fn)
+        scores = importance(model, ds, xi, normalize=normalize, batch_size=batch_size, loss_fn=loss_fn, unit=unit)
         s = scores.masked_fill(xi == 0, float('inf')).flatten()
         new = xi.flatten().clone(); new[s.argsort()[:k]] = 0; new = new.reshape(xi.shape)
         acc = metric(model, ds, new)
@@ -94,7 +97,7 @@ def prune(
         traj.append(dict(round=len(traj), n_disabled=int((new == 0).sum()), accuracy=float(acc),
                          scores=scores.tolist(), kept=bool(keep)))
         if not keep: break
-        xi = new
+        xi, k = new, unit.per_round(xi.shape, fraction, int((new > 0).sum()))
     return xi, traj
 
 # %% ../nbs/09_subnetworks.ipynb #c032
@@ -102,24 +105,25 @@ def find_subnetworks(
     model:nn.Module,            # the fully fine-tuned classifier
     dev_ds,                     # tokenized dev examples of all languages
     langs:list[str]|None=None,  # default: every language of `dev_ds`
+    unit:Unit=HEADS,            # what the subnetworks are made of
     **kwargs,                   # passed to `prune` (fraction, threshold, metric, n_examples, ...)
-) -> tuple[dict[str, torch.Tensor], dict[str, list[dict]]]:
-    "Prune per language: masks {lang: ξ_ℓ} and trajectories {lang: records}."
+) -> tuple[Masks, dict[str, list[dict]]]:
+    "Prune per language: `Masks` {lang: ξ_ℓ} (checked here, where they are made) and trajectories {lang: records}."
     langs = langs or languages(dev_ds)
     lang_col = np.asarray(column(dev_ds, 'lang'))
     masks, trajs = {}, {}
     for l in langs:
         idx = np.flatnonzero(lang_col == l)
         if len(idx) == 0: raise ValueError(f"No dev example for language {l!r}.")
-        masks[l], trajs[l] = prune(model, dev_ds.select(idx), **kwargs)
-    return masks, trajs
+        masks[l], trajs[l] = prune(model, dev_ds.select(idx), unit=unit, **kwargs)
+    return Masks(masks, unit.shape(model), unit), trajs
 
 # %% ../nbs/09_subnetworks.ipynb #c037
 def save_subnetworks(path, masks:dict, trajectories:dict|None=None, **meta) -> Path:
     "One JSON file (via `save_masks`): n_layers, n_heads, masks and the trajectories."
     return save_masks(path, masks, trajectories=trajectories or {}, **meta)
 
-def load_subnetworks(path, model:nn.Module|None=None) -> tuple[dict[str, torch.Tensor], dict[str, list[dict]]]:
+def load_subnetworks(path, model:nn.Module|None=None) -> tuple[Masks, dict[str, list[dict]]]:
     "Masks (checked against `model`) and trajectories from `save_subnetworks`' file."
     masks = load_masks(path, model)
     return masks, json.loads(Path(path).read_text()).get('trajectories', {})
@@ -157,11 +161,11 @@ def heads_disabled(masks:dict) -> pd.DataFrame:
 
 # %% ../nbs/09_subnetworks.ipynb #c058
 def head_usage(masks:dict) -> pd.DataFrame:
-    "Fig. 11: per head, how many languages' masks enable it."
+    "Fig. 11: per head (or other unit: the column is named by `Unit.one`), how many languages' masks enable it."
     _, M = _stack(masks)
     c = (M > 0).sum(0)
     return pd.DataFrame([(l, h, int(c[l, h])) for l in range(c.shape[0]) for h in range(c.shape[1])],
-                        columns=['layer', 'head', 'n_langs'])
+                        columns=['layer', unit_of(masks).one, 'n_langs'])
 
 # %% ../nbs/09_subnetworks.ipynb #c062
 def shared_heads(masks:dict) -> pd.DataFrame:

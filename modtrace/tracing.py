@@ -20,6 +20,7 @@ from .results import ResultInputs, study_results, write_results
 from .run import RunFolder, Stage
 from .sketch import Sketcher, iter_sketches
 from .stages import StudyData, gb, processes
+from .units import Masks
 
 # %% auto #0
 __all__ = ['EXACT_BUDGET', 'CHECK_D', 'share_table', 'read_shares', 'influence_stage', 'variant_examples', 'trace',
@@ -175,14 +176,14 @@ def exact_at(model, checkpoint, test_ds, train_ds, layers:list, norm:str) -> tor
     return exact_scores(model, test_ds, train_ds, layers, norm=norm)
 
 # %% ../nbs/22_tracing.ipynb #t016
-def specificity_stage(run:RunFolder, d:StudyData, full:FinetuneResult, xi:dict) -> Stage:
+def specificity_stage(run:RunFolder, d:StudyData, full:FinetuneResult, xi:Masks) -> Stage:
     "The final full model's test accuracy (%) on each language under each language's subnetwork."
     test = d.splits['test']
     def compute(out):
         df = pd.DataFrame([{'mask_lang': l, 'test_lang': k, 'accuracy': 100 * a}
-                           for l in xi for k, a in evaluate(full.model, test, xi[l], progress=False).items() if k != 'all'])
+                           for l in xi for k, a in evaluate(full.model, test, xi[l], progress=False, unit=xi.unit).items() if k != 'all'])
         atomic_write(out/'accuracy.csv', lambda t: df.to_csv(t, index=False))
-    return Stage('specificity', dict(ft=run.rel(full.out_dir), xi=xi, examples=example_keys(test)), compute,
+    return Stage('specificity', dict(ft=run.rel(full.out_dir), xi=xi, unit=xi.unit.name, examples=example_keys(test)), compute,
                  lambda out: (pd.read_csv(out/'accuracy.csv'), out.name))
 
 # %% ../nbs/22_tracing.ipynb #t017

@@ -208,13 +208,13 @@ def test_deberta_without_relative_position_layers_keeps_one_batched_pass(case):
     torch.testing.assert_close(S, sketch_of(g, sk), rtol=1e-4, atol=1e-6)
 
 @pytest.mark.parametrize('case', CASES)
-def test_head_importance_is_the_mean_absolute_gate_gradient(case):
+def test_importance_is_the_mean_absolute_gate_gradient(case):
     from datasets import Dataset
-    from modtrace.subnetworks import head_importance
+    from modtrace.subnetworks import importance
     m = toy(case, dtype=torch.float64)
     rows = [{'input_ids': B['input_ids'][i, :int(B['attention_mask'][i].sum())].tolist(), 'label': int(B['labels'][i]),
              'lang': 'en'} for i in range(4)]
-    hi = head_importance(m, Dataset.from_list(rows), normalize=False, batch_size=4)
+    hi = importance(m, Dataset.from_list(rows), normalize=False, batch_size=4)
     xi = torch.ones(4, L, H, dtype=torch.float64, requires_grad=True)
     with head_gate(m, xi): loss = nn.functional.cross_entropy(m(**inputs()).logits, B['labels'], reduction='sum')
     (g,) = torch.autograd.grad(loss, xi)

@@ -5,7 +5,7 @@ from datasets import Dataset
 from conftest import make_tiny_model
 from modtrace.model import ModelError
 from modtrace.units import head_gate
-from modtrace.subnetworks import (head_importance, prune, find_subnetworks, save_subnetworks, load_subnetworks,
+from modtrace.subnetworks import (importance, prune, find_subnetworks, save_subnetworks, load_subnetworks,
                                   random_masks, suboptimal_masks, mask_union, mask_intersection, heads_disabled,
                                   head_usage, shared_heads, mask_similarity)
 from modtrace.figures import mask_figures
@@ -47,7 +47,7 @@ def planted():
 def test_planted_useless_first_essential_never():
     model = planted()
     ds = own_labels(model, make_ds(16))
-    s = head_importance(model, ds, normalize=False)
+    s = importance(model, ds, normalize=False)
     assert s[0, 1] == 0 and s[1, 2] == 0
     m, traj = prune(model, ds, fraction=0.25, threshold=0.5)
     first = torch.zeros(2, 4); first.view(-1)[torch.tensor(traj[1]['scores']).flatten().argsort()[:2]] = 1
@@ -75,7 +75,7 @@ def test_importance_equals_finite_differences():
     model = make_tiny_model(layers=2, heads=4, hidden=16, dtype=torch.float64)
     ds = make_ds(6)
     xi = torch.ones(2, 4, dtype=torch.float64); xi[0, 3] = 0
-    s = head_importance(model, ds, xi, normalize=False, batch_size=4)
+    s = importance(model, ds, xi, normalize=False, batch_size=4)
     eps, fd = 1e-5, torch.zeros(2, 4, dtype=torch.float64)
     for l in range(2):
         for h in range(4):
@@ -96,13 +96,13 @@ def test_importance_and_predictions_without_an_attention_mask_column_are_unchang
     from modtrace.finetune import predict
     model, ds = make_tiny_model(dtype=torch.float64), make_ds(12)
     bare = ds.remove_columns('attention_mask')
-    torch.testing.assert_close(head_importance(model, bare, batch_size=32), head_importance(model, ds, batch_size=32))
+    torch.testing.assert_close(importance(model, bare, batch_size=32), importance(model, ds, batch_size=32))
     a, b = predict(model, bare, progress=False), predict(model, ds, progress=False)
     assert (a['pred'] == b['pred']).all() and np.allclose(a['loss'], b['loss'], rtol=1e-10)
 
 def test_normalized_rows():
     model = make_tiny_model()
-    s = head_importance(model, make_ds(6))
+    s = importance(model, make_ds(6))
     torch.testing.assert_close(s.norm(dim=1), torch.ones(2))
 
 def test_find_save_load(tmp_path):
@@ -149,7 +149,7 @@ def test_figures_written(tmp_path):
 def test_bad_input():
     model, ds = make_tiny_model(), make_ds(6)
     with pytest.raises(ModelError, match='shape'): prune(model, ds, xi=torch.ones(3, 4))
-    with pytest.raises(ModelError, match='shape'): head_importance(model, ds, xi=torch.ones(2, 5))
+    with pytest.raises(ModelError, match='shape'): importance(model, ds, xi=torch.ones(2, 5))
     with pytest.raises(ModelError, match='enables no head'): prune(model, ds, xi=torch.zeros(2, 4))
     for t in (0, -0.1, 1.01):
         with pytest.raises(ValueError, match='threshold'): prune(model, ds, threshold=t)

@@ -7,7 +7,7 @@ Not a test: timings depend on the machine and its load (the script prints `uptim
 On one random-init XLM-R of the given size (base: 12 layers, 12 heads, hidden 768, FFN 3,072, vocabulary 250,002), on the same batches of
 `--tokens` tokens, per example:
 - `train`:      one fine-tuning step (`modtrace.finetune.train_step`: forward, backward, AdamW);
-- `importance`: head importance's pass (`modtrace.subnetworks.head_importance`: per-example |dL/dξ|, activation-only);
+- `importance`: head importance's pass (`modtrace.subnetworks.importance`: per-example |dL/dξ|, activation-only);
 - `sketch`:     `Sketcher(d=256)` on every linear layer (forward + activation-only backward, hook sketches);
 - `score`:      `influence` of random float16 stores (every linear x 256): seconds per (test, train) pair.
 Then the paper's work per task (SPEC 8: 10,000 training and 2,500 test examples, 5 checkpoints, the study's 23
