@@ -257,11 +257,12 @@ def plot_layer_similarity(masks:dict, path=None):
 def mask_figures(masks:dict, out_dir) -> dict[str, Path]:
     "Every table and figure of the masks, named after the paper's items, in `out_dir`."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out/'table1_heads_disabled.csv', lambda t: heads_disabled(masks).to_csv(t, index=False))
+    u = unit_of(masks); us, one = u.name, u.one.replace(' ', '_')     # heads: the paper's names
+    atomic_write(out/f'table1_{us}_disabled.csv', lambda t: heads_disabled(masks).to_csv(t, index=False))
     sh, sim = shared_heads(masks), mask_similarity(masks)
-    plot_head_usage(masks, out/'fig11_head_usage')
-    plot_pairs(sh, 'shared', out/'fig12_shared_heads', 'Shared enabled heads', fmt='d')
-    plot_pairs(sh, 'share', out/'fig13_shared_heads_share', 'Shared heads / enabled heads of row language')
+    plot_head_usage(masks, out/f'fig11_{one}_usage')
+    plot_pairs(sh, 'shared', out/f'fig12_shared_{us}', f'Shared enabled {us}', fmt='d')
+    plot_pairs(sh, 'share', out/f'fig13_shared_{us}_share', f'Shared {us} / enabled {us} of row language')
     plot_pairs(sim, 'cosine', out/'fig8_mask_cosine', 'Cosine similarity of masks')
     plot_layer_similarity(masks, out/'fig9_mask_cosine_layers')
     return {p.stem: p for p in sorted(out.iterdir())}

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 import pandas as pd, torch
 from .core import atomic_write
+from .units import HEADS, Unit, unit_of
 from .subnetworks import (heads_disabled, head_usage, mask_intersection, mask_similarity, mask_union, random_masks,
                                   shared_heads)
 from .aggregate import contributions, correlation, delta, relatedness_agreement, specialization
@@ -20,8 +21,8 @@ from .figures import (plot_contributions, plot_correlation, plot_head_usage, plo
 # %% auto #0
 __all__ = ['RUNS', 'RESULTS', 'Variant', 'study_variants', 'default_choices', 'ResultInputs', 'shares_of', 'deltas',
            'own_contributions', 'per_checkpoint', 'spec_vs_accuracy', 'mask_vs_influence', 'accuracy_table', 'Result',
-           'register_result', 'study_results', 'group_contributions', 'group_relatedness', 'specificity_gap',
-           'model_health', 'health_note', 'plot_result', 'write_results']
+           'unit_words', 'register_result', 'study_results', 'group_contributions', 'group_relatedness',
+           'specificity_gap', 'model_health', 'health_note', 'plot_result', 'write_results']
 
 # %% ../nbs/19_results.ipynb #c005
 @dataclass(frozen=True)
@@ -155,14 +156,19 @@ def accuracy_table(ctx:ResultInputs) -> pd.DataFrame:
 @dataclass
 class Result:
     "One result of the study: its file stem, the paper's item, a title, how it is computed and drawn."
-    name: str                 # file stem under RUN/figures; may hold {focus}
+    name: str                 # file stem under RUN/figures; may hold {focus}, {units}, {unit} (`unit_words`)
     paper: str                # the paper's item and section, e.g. 'Fig. 2 (Sec. 5.1)'
-    title: str                # the figure's title; may hold {m}, {focus}
+    title: str                # the figure's title; may hold {m}, {focus} and the unit's words ({units}, {Unit}, ...)
     compute: Callable         # (ctx: ResultInputs, done: dict) -> DataFrame
     plot: Callable|None = None  # (df, path, title, study) -> Figure (`study.results`, `study.xi`); None: a table (CSV only)
     kind: str = 'figure'      # 'figure' | 'table' | 'stats' (written by its figure as PATH.stats.csv)
     rests_on: tuple|None = None  # statistics: the fine-tuning runs they rest on ('full', 'sft', 'rsft'), flagged in a `health` column
-    def stem(self, ctx:ResultInputs) -> str: return self.name.format(focus=ctx.focus)
+    def stem(self, ctx:ResultInputs) -> str: return self.name.format(focus=ctx.focus, **unit_words(unit_of(ctx.xi), stem=True))
+
+def unit_words(unit:Unit, stem:bool=False) -> dict:
+    "How stems and titles name the subnetworks' unit: {units}, {unit}, {Units}, {Unit} (stems: spaces as underscores)."
+    w = dict(units=unit.name, unit=unit.one, Units=unit.name.capitalize(), Unit=unit.one.capitalize())
+    return {k: v.replace(' ', '_') for k, v in w.items()} if stem else w
 
 RESULTS: list[Result] = []
 
@@ -215,7 +221,7 @@ for _n in ('fig8_similarity_vs_influence', 'fig9_layer_correlation', 'fig15_over
     register_result(_n, {'fig8': 'Fig. 8 right (Sec. 7.2)', 'fig9': 'Fig. 9 (Sec. 7.2)', 'fig15': 'Fig. 15 (Sec. 7.2)'}[_n.split('_')[0]],
                     {'fig8': 'Mask cosine similarity vs positive influence (SFT, %)',
                      'fig9': 'Mask similarity per layer vs positive cross-language influence',
-                     'fig15': 'Head overlap (%) vs positive and negative influence (SFT, %)'}[_n.split('_')[0]],
+                     'fig15': '{Unit} overlap (%) vs positive and negative influence (SFT, %)'}[_n.split('_')[0]],
                     lambda c, d, n=_n: mask_vs_influence(c, d['fig5_sft_positive'], d['fig5_sft_negative'])[n],
                     rests_on=('full', 'sft') if _n == 'fig9_layer_correlation' else None)   # Fig. 9's table is its statistics
 RESULTS[-3].plot = _scatter('cosine', 'positive', 'fig8_similarity_vs_influence_stats', hue='test_lang')
@@ -234,12 +240,12 @@ for _n, _x, _y, _k in (('fig7_specialization_vs_accuracy', 'specialization', 'ac
                     rests_on=('full', 'sft'))                        # the masks (full FT) against SFT's influence or accuracy
 
 # %% ../nbs/19_results.ipynb #c036
-register_result('table1_heads_disabled', 'Table 1 (App. D)', 'Heads disabled per language', lambda c, d: heads_disabled(c.xi), kind='table')
-register_result('fig11_head_usage', 'Fig. 11 (App. D)', 'Languages using each head', lambda c, d: head_usage(c.xi),
+register_result('table1_{units}_disabled', 'Table 1 (App. D)', '{Units} disabled per language', lambda c, d: heads_disabled(c.xi), kind='table')
+register_result('fig11_{unit}_usage', 'Fig. 11 (App. D)', 'Languages using each {unit}', lambda c, d: head_usage(c.xi),
                 lambda df, path, title, s: plot_head_usage(s.xi, path))
-register_result('fig12_shared_heads', 'Fig. 12 (App. D)', 'Shared enabled heads', lambda c, d: shared_heads(c.xi),
+register_result('fig12_shared_{units}', 'Fig. 12 (App. D)', 'Shared enabled {units}', lambda c, d: shared_heads(c.xi),
                 lambda df, path, title, s: plot_pairs(df, 'shared', path, title, fmt='d'))
-register_result('fig13_shared_heads_share', 'Fig. 13 (App. D)', 'Shared heads / enabled heads of row language',
+register_result('fig13_shared_{units}_share', 'Fig. 13 (App. D)', 'Shared {units} / enabled {units} of row language',
                 lambda c, d: shared_heads(c.xi), lambda df, path, title, s: plot_pairs(df, 'share', path, title))
 register_result('fig8_mask_cosine', 'Fig. 8 left (Sec. 7.2)', 'Cosine similarity of masks', lambda c, d: mask_similarity(c.xi),
                 lambda df, path, title, s: plot_pairs(df, 'cosine', path, title))
@@ -351,9 +357,11 @@ register_result('model_health', 'a check before reading any figure', 'Accuracy a
                 lambda c, d: model_health(c), kind='table')
 
 # %% ../nbs/19_results.ipynb #c058
-def _entry(name:str, ctx_focus:str) -> Result:
+def _entry(name:str, ctx_focus:str, unit:Unit=HEADS) -> tuple[Result, str]:
+    "The result called `name` and its stem in this study: the paper's (heads') names work for every unit."
     for r in RESULTS:
-        if r.name.format(focus=ctx_focus) == name: return r
+        stem = r.name.format(focus=ctx_focus, **unit_words(unit, stem=True))
+        if name in (stem, r.name.format(focus=ctx_focus, **unit_words(HEADS, stem=True))): return r, stem
     raise KeyError(f"No result named {name!r}; the study's results are {[r.name for r in RESULTS]}.")
 
 def plot_result(
@@ -364,12 +372,14 @@ def plot_result(
     top_m:int=100, focus:str='',  # for the titles
 ):
     "Draw (and write) one result of the study in the paper's form; tables come back as DataFrames."
-    r, df = _entry(name, focus), results[name]
+    (r, stem), u = _entry(name, focus, unit_of(xi)), unit_of(xi)
+    df = results[stem]
     if r.kind == 'stats': return df                                        # written by its figure as .stats.csv
     if r.plot is None:
         if path is not None: atomic_write(Path(path).with_suffix('.csv'), lambda t: df.to_csv(t, index=False))
         return df
-    title = '\n'.join(t for t in (r.title.format(m=top_m, focus=focus), health_note(results.get('model_health'))) if t)
+    title = r.title.format(m=top_m, focus=focus, **unit_words(u))          # titles name the subnetworks' unit
+    title = '\n'.join(t for t in (title, health_note(results.get('model_health'))) if t)
     return r.plot(df, path, title, SimpleNamespace(results=results, xi=xi))
 
 # %% ../nbs/19_results.ipynb #c060

@@ -26,13 +26,14 @@ from .units import HEADS, Masks, Unit, check_masks, load_masks, random_mask, sav
 from .pool import LocalPool, importable
 from .run import RunError, RunFolder, Stage, fingerprint
 from .sketch import SketchError, select_linears
-from .subnetworks import find_subnetworks, heads_disabled, load_subnetworks, save_subnetworks
+from .subnetworks import (activation_probability, find_subnetworks, heads_disabled, lape_masks, load_subnetworks, prune_rounds,
+                                  save_subnetworks)
 
 # %% auto #0
 __all__ = ['PAPER_SIZES', 'study_splits', 'data_fingerprint', 'StudyData', 'processes', 'study_workers', 'prepare',
            'tracin_checkpoints', 'check_against_data', 'mask_file', 'gb', 'disk_plan', 'check_disk', 'step_seconds',
            'time_plan', 'log_time_plan', 'data_code', 'load_finetune', 'finetune_into', 'finetune_stage', 'study_masks',
-           'prune_stage', 'subnetworks', 'fine_tune_all', 'for_worker', 'worker_log']
+           'prune_stage', 'lape_stage', 'subnetworks', 'fine_tune_all', 'for_worker', 'worker_log']
 
 # %% ../nbs/21_stages.ipynb #s011
 PAPER_SIZES = dict(n_train=2000, n_dev=500, n_test=500)
@@ -254,7 +255,8 @@ def time_plan(d:StudyData, c:StudyConfig, disk:dict, step:float, row:float) -> d
     per_example, E = step / c.batch_size, d.hp['epochs']
     K, rows = len(d.tracin_epochs), disk['rows']                        # checkpoints; stored examples of every feature stage
     return {'fine-tuning': 3 * E * (n['train'] + (n['dev'] + n['test']) / 3) * per_example,
-            'pruning': 0 if c.masks is not None else 10 * n['dev'] * per_example * 2 / 3,
+            'pruning': 0 if c.masks is not None else n['dev'] * per_example / 3 if c.select == 'lape' else   # one forward pass; rounds at most
+                       prune_rounds(d.unit, d.unit.shape(d.arch)) * n['dev'] * per_example * 2 / 3,
             'sketching': K * (rows['train'] + rows['test']) * row / d.workers,
             'scoring': K * rows['test'] * n['train'] / 1e6}
 
@@ -319,12 +321,23 @@ def prune_stage(run:RunFolder, d:StudyData, full:FinetuneResult) -> Stage:
     return Stage('prune', {**d.hp, 'full': full.out_dir.name, 'unit': d.unit.name}, compute, lambda out: load_subnetworks(out/'subnetworks.json', full.model)[0],
                  barrier=ps.wait_for_everyone)
 
+def lape_stage(run:RunFolder, d:StudyData, full:FinetuneResult) -> Stage:
+    "Per-language neuron masks by LAPE (Tang et al. 2024) from the fully fine-tuned model's activations on the dev examples."
+    def compute(out):
+        if run.main:
+            probs = activation_probability(full.model, d.splits['dev'], d.langs)
+            torch.save(probs, out/'activation_probability.pt')
+            save_subnetworks(out/'subnetworks.json', lape_masks(probs, d.langs), checkpoint=run.rel(full.checkpoints[-1]), select='lape')
+    ps = d.ps or processes()
+    return Stage('lape', {**d.hp, 'full': full.out_dir.name, 'unit': d.unit.name}, compute,
+                 lambda out: load_subnetworks(out/'subnetworks.json', full.model)[0], barrier=ps.wait_for_everyone)
+
 def subnetworks(run:RunFolder, d:StudyData, full:FinetuneResult, c:StudyConfig, log=print) -> tuple[Masks, str|None]:
-    "The SFT masks: pruned (default), from a file, or random; written to RUN/masks.json. (masks, pruning stage or None)"
+    "The SFT masks: pruned (default) or by LAPE, from a file, or random; written to RUN/masks.json. (masks, selection stage or None)"
     if c.masks is None:
-        stage = prune_stage(run, d, full)
-        xi, name, source = run.cached(stage), run.folder(stage).name, 'pruned'
-        log(f"[{d.hp['task']}] subnetworks by pruning; {d.unit.name} disabled per language (Table 1):\n{heads_disabled(xi).set_index('lang').to_string()}")
+        stage = lape_stage(run, d, full) if c.select == 'lape' else prune_stage(run, d, full)
+        xi, name, source = run.cached(stage), run.folder(stage).name, 'LAPE' if c.select == 'lape' else 'pruned'
+        log(f"[{d.hp['task']}] subnetworks by {'LAPE' if c.select == 'lape' else 'pruning'}; {d.unit.name} disabled per language (Table 1):\n{heads_disabled(xi).set_index('lang').to_string()}")
     else:
         xi, name = study_masks(d.langs, d.unit.shape(d.arch), None if c.masks == 'random' else d.masks, c.keep, c.seed, d.unit), None
         source = f'random (keep {c.keep}, seed {c.seed})' if c.masks == 'random' else str(c.masks)

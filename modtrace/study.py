@@ -57,7 +57,7 @@ def load(cls:Study, run) -> Study:
     rec = json.loads((rf.path/'study.json').read_text())
     st = rec['stages']
     shares = pd.concat([read_shares(rf.path/f)[0].assign(variant=v) for v, f in st['influence'].items()], ignore_index=True)   # (the stage's own load)
-    folders = [st[k] for k in ('full', 'sft', 'rsft', 'results')] + list(st['influence'].values()) + [st[k] for k in ('prune', 'groups', 'estimator', 'specificity') if st.get(k)]
+    folders = [st[k] for k in ('full', 'sft', 'rsft', 'results')] + list(st['influence'].values()) + [st[k] for k in ('prune', 'lape', 'groups', 'estimator', 'specificity') if st.get(k)]
     return cls(rf.path, rec['settings'], pd.read_csv(rf.path/'accuracy.csv', index_col=0, header=[0, 1]),
                load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders))
 
@@ -111,7 +111,7 @@ def run_study(
             found = checks(run, d, c, runs['full'], xi, te, tr, method, log)
             ctx = ResultInputs(shares, {k: runs[r].results['epochs'] for k, r in RUNS.items()}, xi, variants, focus, comp,
                                d.spec.relatedness(c.seed) if d.spec.relatedness else None, c.n_boot, c.seed, c.top_m, *found.pop('frames'))
-            finish(run, d, c, runs, ctx, sub, {'prune': pruned, 'influence': used, **found}, log)
+            finish(run, d, c, runs, ctx, sub, {'lape' if c.select == 'lape' else 'prune': pruned, 'influence': used, **found}, log)
         ps.wait_for_everyone()
     return Study.load(run.path)
 
@@ -130,7 +130,7 @@ def measured_times(run:RunFolder, stages:dict) -> dict:
     names |= {marker(f).get('key', {}).get(k) for f in stages.get('influence', {}).values() for k in ('test', 'train')} - {None}
     out = {}
     for f in sorted(names): out[f.split('-')[0]] = out.get(f.split('-')[0], 0) + marker(f).get('seconds', 0)
-    order = ['full', 'prune', 'sft', 'rsft', 'sketch', 'influence']
+    order = ['full', 'prune', 'lape', 'sft', 'rsft', 'sketch', 'influence']
     return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
 def checks(run:RunFolder, d:StudyData, c:StudyConfig, full, xi:dict, te:list, tr:list, method, log=print) -> dict:
@@ -146,7 +146,7 @@ def checks(run:RunFolder, d:StudyData, c:StudyConfig, full, xi:dict, te:list, tr
 # %% ../nbs/23_study.ipynb #u009
 def finish(run:RunFolder, d:StudyData, c:StudyConfig, runs:dict, ctx:ResultInputs, sub:list, stages:dict, log=print):
     "Stages 6-7, in the main process: every result and figure, the study's records, the log's summary, the report."
-    res, stages['results'] = results_stage(run, ctx, {k: v for k, v in stages.items() if k != 'prune'})
+    res, stages['results'] = results_stage(run, ctx, {k: v for k, v in stages.items() if k not in ('prune', 'lape')})
     settings = {**{k: v for k, v in asdict(c).items() if k != 'task_table'}, 'task': d.spec.name, 'langs': d.langs,
                 'compose': [list(p) for p in ctx.compose], 'focus': ctx.focus, 'suboptimal': sub, 'tracin_epochs': d.tracin_epochs}
     record_study(run, settings, d.path, stages, runs, d.workers)

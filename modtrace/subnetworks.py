@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
 from .core import column, evaluating
-from .model import cross_entropy
-from .units import HEADS, Masks, Unit, check_mask, shuffle_mask, save_masks, load_masks, unit_of
+from .model import cross_entropy, ffn_output, neuron_shape
+from .units import HEADS, NEURONS, Masks, Unit, check_mask, shuffle_mask, save_masks, load_masks, unit_of
 from .batching import example_loader, languages
 from .finetune import evaluate
 
 # %% auto #0
-__all__ = ['importance', 'accuracy_metric', 'prune', 'find_subnetworks', 'save_subnetworks', 'load_subnetworks', 'random_masks',
-           'suboptimal_masks', 'mask_union', 'mask_intersection', 'heads_disabled', 'head_usage', 'shared_heads',
-           'mask_similarity']
+__all__ = ['importance', 'accuracy_metric', 'prune', 'prune_rounds', 'find_subnetworks', 'save_subnetworks', 'load_subnetworks',
+           'activation_probability', 'lape_specific', 'lape_masks', 'random_masks', 'suboptimal_masks', 'mask_union',
+           'mask_intersection', 'heads_disabled', 'head_usage', 'shared_heads', 'mask_similarity']
 
 # %% ../nbs/09_subnetworks.ipynb #c007
 def _enabled_mask(model, xi, unit:Unit=HEADS) -> torch.Tensor:
@@ -100,6 +100,17 @@ def prune(
         xi, k = new, unit.per_round(xi.shape, fraction, int((new > 0).sum()))
     return xi, traj
 
+# %% ../nbs/09_subnetworks.ipynb #c025b
+def prune_rounds(
+    unit:Unit,                 # what a round disables
+    shape:tuple[int, int],     # the unit's shape for the model
+    fraction:float|None=None,  # as for `prune`; None: the unit's
+) -> int:
+    "The most rounds `prune` can take (every round kept until one round's worth is left): what a time plan assumes."
+    fraction, left, n = fraction or unit.fraction, shape[0] * shape[1], 0
+    while left > (k := unit.per_round(shape, fraction, left)) >= 1: left, n = left - k, n + 1
+    return n
+
 # %% ../nbs/09_subnetworks.ipynb #c032
 def find_subnetworks(
     model:nn.Module,            # the fully fine-tuned classifier
@@ -127,6 +138,67 @@ def load_subnetworks(path, model:nn.Module|None=None) -> tuple[Masks, dict[str, 
     "Masks (checked against `model`) and trajectories from `save_subnetworks`' file."
     masks = load_masks(path, model)
     return masks, json.loads(Path(path).read_text()).get('trajectories', {})
+
+# %% ../nbs/09_subnetworks.ipynb #l002
+@torch.no_grad()
+def activation_probability(
+    model:nn.Module,          # a classifier of a registered family
+    ds,                       # tokenized examples with `lang`
+    langs:list[str]|None=None,  # the languages, in this order; default: those of `ds`
+    batch_size:int=32,
+) -> torch.Tensor:
+    "p_{ℓ,i} (Tang et al. 2024): per layer, neuron and language, the share of the language's tokens on which the neuron is > 0; (L, n, K)."
+    langs, (L, n) = langs or languages(ds), neuron_shape(model)
+    fired, tokens = torch.zeros(L, n, len(langs), dtype=torch.float64), torch.zeros(len(langs), dtype=torch.float64)
+    state = {}
+    def count(l):
+        def hook(module, args):
+            on = (args[0] > 0).double() * state['mask'][..., None]            # (B, T, n): fired, on real tokens
+            fired[l] += torch.einsum('btn,bk->nk', on, state['onehot'])        # (n, K)
+        return hook
+    handles = [ffn_output(model, l).register_forward_pre_hook(count(l)) for l in range(L)]
+    try:
+        with evaluating(model):
+            for batch in example_loader(ds, model.config.pad_token_id, batch_size, langs):
+                lang_id, mask = batch.pop('lang_id'), batch['attention_mask'].double()
+                state.update(mask=mask, onehot=torch.nn.functional.one_hot(lang_id, len(langs)).double())
+                tokens += state['onehot'].T @ mask.sum(1)
+                batch.pop('labels'); model(**batch)
+    finally:
+        for h in handles: h.remove()
+    if (tokens == 0).any(): raise ValueError(f"No tokens for language(s) {[l for l, t in zip(langs, tokens) if t == 0]}.")
+    return (fired / tokens).float()
+
+# %% ../nbs/09_subnetworks.ipynb #l003
+def lape_specific(
+    probs:torch.Tensor,       # (L, n, K) activation probabilities (`activation_probability`)
+    top_rate:float=0.01,      # keep the lowest-LAPE share of the candidates' neurons (Tang et al.: 1%)
+    filter_rate:float=0.95,   # a candidate has some language above this quantile of all probabilities
+    bar_rate:float=0.95,      # a kept neuron belongs to each language above this quantile
+) -> torch.Tensor:
+    "(L, n, K) bool: neuron i of layer l is specific to language k (LAPE, Tang et al. 2024, Sec. 3)."
+    p = probs.double()
+    q = p / p.sum(-1, keepdim=True)
+    q = torch.nan_to_num(q)                                                 # a neuron that never fires: no language
+    lape = -(q * torch.where(q > 0, q.log(), 0.)).sum(-1)                   # (L, n)
+    flat = p.flatten()
+    quantile = lambda r: flat.kthvalue(max(1, round(len(flat) * r))).values
+    lape[(p > quantile(filter_rate)).sum(-1) == 0] = float('inf')          # no language fires it often: not a candidate
+    k = max(1, round(lape.numel() * top_rate))
+    kept = torch.zeros(lape.numel(), dtype=torch.bool)
+    kept[lape.flatten().topk(k, largest=False).indices] = True
+    kept &= torch.isfinite(lape.flatten())
+    return kept.reshape(lape.shape)[..., None] & (p > quantile(bar_rate))
+
+def lape_masks(
+    probs:torch.Tensor,       # (L, n, K) activation probabilities
+    langs:list[str],          # the K languages, in `probs`' order
+    **rates,                  # `lape_specific`'s top_rate, filter_rate, bar_rate
+) -> Masks:
+    "One neuron mask per language: every neuron except those specific to other languages and not to this one."
+    spec = lape_specific(probs, **rates)                                   # (L, n, K)
+    others = spec.sum(-1, keepdim=True) - spec.int() > 0                   # specific to some other language
+    return Masks({l: (~(others[..., k] & ~spec[..., k])).float() for k, l in enumerate(langs)}, tuple(probs.shape[:2]), NEURONS)
 
 # %% ../nbs/09_subnetworks.ipynb #c043
 def random_masks(xi, seeds=(0, 1, 2)) -> dict[int, torch.Tensor]:

@@ -140,7 +140,7 @@ def test_a_whole_study_runs_on_a_registered_unit(tmp_path, tiny_folder, shared_d
     assert rec['settings']['unit'] == 'attention-layers'
     prune = json.loads((run/rec['stages']['prune']/'stage.json').read_text())['key']
     assert prune['unit'] == 'attention-layers'
-    assert (run/'figures'/'table1_heads_disabled.csv').exists() and isinstance(Study.load(run).masks, Masks)
+    assert (run/'figures'/'table1_attention-layers_disabled.csv').exists() and isinstance(Study.load(run).masks, Masks)
     assert st.masks.unit is LAYERS
 
 
@@ -225,5 +225,51 @@ def test_a_whole_study_on_neurons(tmp_path, tiny_folder, shared_data):
     run = tmp_path/'pawsx'
     xi = load_masks(run/'masks.json')
     assert xi.unit is NEURONS and xi.shape == (2, 32) and json.loads((run/'masks.json').read_text())['n_neurons'] == 32
-    usage = pd.read_csv(run/'figures'/'fig11_head_usage.csv')
+    usage = pd.read_csv(run/'figures'/'fig11_neuron_usage.csv')                 # each mask result named by its unit
     assert list(usage.columns) == ['layer', 'neuron', 'n_langs'] and len(usage) == 64
+    assert {'table1_neurons_disabled.csv', 'fig12_shared_neurons.csv', 'fig13_shared_neurons_share.csv'} <= {f.name for f in (run/'figures').iterdir()}
+    assert not list((run/'figures').glob('*head*'))
+    st = Study.load(run)
+    assert st.plot('fig11_head_usage').axes[0].get_title() == 'Languages using each neuron'
+    assert st.plot('table1_heads_disabled').equals(st.plot('table1_neurons_disabled'))      # the paper's names work too
+
+# ---- LAPE (Tang et al. 2024) as the second selection rule ----
+from modtrace.subnetworks import activation_probability, lape_masks, lape_specific
+
+def test_lape_picks_the_neurons_a_hand_made_activation_table_says():
+    "3 languages, 2 x 10 neurons: (0,0) fires for en only, (1,3) for fr only, (1,7) for en and fr; the rest uniformly."
+    P = torch.full((2, 10, 3), 0.5)
+    P[0, 0] = torch.tensor([0.9, 0.02, 0.01]); P[1, 3] = torch.tensor([0.01, 0.95, 0.02]); P[1, 7] = torch.tensor([0.97, 0.96, 0.0])
+    P[0, 9] = torch.tensor([0.2, 0.0, 0.0])          # lowest entropy of all (fires for en alone) but rarely: filtered out
+    spec = lape_specific(P, top_rate=0.2, filter_rate=0.9, bar_rate=0.9)
+    assert sorted(map(tuple, spec.nonzero().tolist())) == [(0, 0, 0), (1, 3, 1), (1, 7, 0), (1, 7, 1)]
+    m = lape_masks(P, ['en', 'fr', 'de'], top_rate=0.2, filter_rate=0.9, bar_rate=0.9)
+    off = {l: sorted(map(tuple, (x == 0).nonzero().tolist())) for l, x in m.items()}
+    assert off == {'en': [(1, 3)], 'fr': [(0, 0)], 'de': [(0, 0), (1, 3), (1, 7)]} and m.unit is NEURONS
+
+def test_activation_probability_counts_each_languages_real_tokens_as_a_loop_by_hand_does():
+    model, ds = toy_classifier(family='llama'), make_ds(8)
+    got = activation_probability(model, ds, ['en', 'fr'], batch_size=3)          # padded batches
+    L, n = neuron_shape(model)
+    fired, tokens = torch.zeros(L, n, 2), torch.zeros(2)
+    for r in ds:
+        acts = []
+        hs = [ffn_output(model, l).register_forward_pre_hook(lambda mod, a, acts=acts: acts.append(a[0][0])) for l in range(L)]
+        try: model(input_ids=torch.tensor([r['input_ids']]))                    # one sentence, unpadded
+        finally:
+            for h in hs: h.remove()
+        k = ['en', 'fr'].index(r['lang'])
+        fired[..., k] += torch.stack([(a > 0).float().sum(0) for a in acts]); tokens[k] += len(r['input_ids'])
+    torch.testing.assert_close(got, fired / tokens, rtol=0, atol=1e-6)
+
+def test_lape_is_refused_for_heads_and_with_a_mask_file():
+    with pytest.raises(OptionError, match='add --unit neurons|add unit'): StudyConfig.make(select='lape')
+    with pytest.raises(OptionError, match='choose one'): StudyConfig.make(select='lape', unit='neurons', masks='random')
+
+def test_a_whole_study_on_lape_neurons(tmp_path, tiny_folder, shared_data):
+    run_study(**kw(tiny_folder, shared_data, tmp_path), unit='neurons', select='lape', check_estimator=0, layer_groups=False)
+    run = tmp_path/'pawsx'
+    rec = json.loads((run/'study.json').read_text())
+    assert rec['stages']['lape'].startswith('lape-') and 'prune' not in rec['stages']
+    assert (run/rec['stages']['lape']/'activation_probability.pt').exists()
+    assert load_masks(run/'masks.json').unit is NEURONS and (run/'figures'/'fig10_full_positive.csv').exists()
