@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from datasets import Dataset
 from .core import column
 from .model import ModelError
-from .units import Unit, check_mask, check_masks, unit_of
+from .units import Masks, Unit, check_mask, check_masks, unit_of
 
 # %% auto #0
 __all__ = ['MODEL_INPUTS', 'pad_collator', 'languages', 'model_columns', 'model_inputs', 'example_loader', 'EpochBatches',
@@ -146,6 +146,6 @@ def split_masks(
     "A split's mask(s) fitted to the model and the split's languages: `Masks` (checked once), or one float tensor."
     if xi is None: return None
     unit = unit or unit_of(xi)
-    if isinstance(xi, Mapping) and unit is not unit_of(xi): raise ModelError(f"These masks are over {unit_of(xi).name}, not {unit.name}.")
+    if isinstance(xi, Masks) and unit != xi.unit: raise ModelError(f"These masks are over {xi.unit.name}, not {unit.name}.")
     if isinstance(xi, Mapping): return check_masks(xi, unit.shape(model), langs, unit=unit)
-    return check_mask(torch.as_tensor(xi).float(), unit.shape(model))
+    return check_mask(torch.as_tensor(xi).float(), unit.shape(model), words=(unit.name, unit.one))

@@ -249,7 +249,7 @@ def _settings(lr, epochs, batch_size, seed, masks, weight_decay, schedule, warmu
          'schedule': schedule, 'warmup': warmup, 'max_grad_norm': max_grad_norm, 'n_train': len(train),
          'train': _examples_hash(train), 'init': weights_hash(model),
          'masks': {l: xi.tolist() for l, xi in masks.items()} if masks else None}
-    if masks and unit_of(masks) is not HEADS: s["unit"] = unit_of(masks).name
+    if masks and unit_of(masks) != HEADS: s['unit'] = unit_of(masks).name
     if loss_fn is not cross_entropy: s['loss_fn'] = f"{loss_fn.__module__}.{getattr(loss_fn, '__qualname__', repr(loss_fn))}"
     return s
 

@@ -17,7 +17,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICA
 # %% auto #0
 __all__ = ['FAMILIES', 'ModelError', 'attr_path', 'Family', 'register_family', 'model_family', 'family_named', 'toy_classifier',
            'transformer_layers', 'encoder_layers', 'model_shape', 'attention_output', 'ffn_output', 'ffn_inputs',
-           'neuron_shape', 'load_tokenizer', 'load_classifier', 'check_padding', 'cross_entropy', 'load_checkpoint']
+           'ffn_activation', 'neuron_shape', 'load_tokenizer', 'load_classifier', 'check_padding', 'cross_entropy',
+           'load_checkpoint']
 
 # %% ../nbs/03_model.ipynb #c004
 class ModelError(ValueError):
@@ -55,6 +56,7 @@ class Family:
     refuse:Callable|None=None   # config -> why the gate cannot work with it, or None
     ffn_in:tuple=()             # the FFN's input projections, paths from a layer: row j of each makes neuron j (gated FFNs: gate and up)
     ffn_out:str|None=None       # the FFN's output (down) projection: its input is the neurons' activations, column j is neuron j's
+    ffn_act:str|None=None       # gated FFNs: the activation module applied to the gate projection (LAPE counts act(gate) > 0)
 
 # %% ../nbs/03_model.ipynb #c011
 FAMILIES:dict[str, Family] = {}
@@ -91,7 +93,7 @@ for _f in [
                norm_rel_ebd='layer_norm', type_vocab_size=0)),
     Family('llama', 'Llama / Mistral / Qwen2 / Qwen3', ('llama', 'mistral', 'qwen2', 'qwen3'), 'layers', 'self_attn.o_proj',
            'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', decoder=True, gqa=True, toy=_dec_toy,
-           ffn_in=('mlp.gate_proj', 'mlp.up_proj'), ffn_out='mlp.down_proj'),
+           ffn_in=('mlp.gate_proj', 'mlp.up_proj'), ffn_out='mlp.down_proj', ffn_act='mlp.act_fn'),
     Family('gpt-neox', 'GPT-NeoX / Pythia', ('gpt_neox',), 'layers', 'attention.dense', qkv='attention.query_key_value',
            decoder=True, toy=_enc_toy, ffn_in=('mlp.dense_h_to_4h',), ffn_out='mlp.dense_4h_to_h'),
     Family('bloom', 'BLOOM', ('bloom',), 'h', 'self_attention.dense', qkv='self_attention.query_key_value',
@@ -195,6 +197,12 @@ def ffn_output(
 def ffn_inputs(model:nn.Module, layer:int) -> list[nn.Linear]:
     "The FFN's input projections of `layer` (gate and up for gated FFNs): row j of each belongs to neuron j."
     return [attr_path(transformer_layers(model)[layer], p) for p in model_family(model).ffn_in]
+
+def ffn_activation(model:nn.Module, layer:int) -> tuple[nn.Module, bool]:
+    "(module, is_output) where `layer`'s neurons fire: a gated FFN's gate activation (its output), else the down projection's input."
+    fam = model_family(model)
+    if fam.ffn_act and (act := attr_path(transformer_layers(model)[layer], fam.ffn_act)) is not None: return act, True
+    return ffn_output(model, layer), False
 
 def neuron_shape(model:nn.Module) -> tuple[int, int]:
     "(layers L, FFN neurons per layer n): the shape of a neuron mask."

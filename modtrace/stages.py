@@ -21,7 +21,7 @@ from .tasks import get_task
 from .local import local_model, local_model_spec
 from .finetune import FinetuneResult, finetune, weights_hash
 from .methods import Method
-from .model import load_checkpoint, load_classifier, load_tokenizer
+from .model import ModelError, load_checkpoint, load_classifier, load_tokenizer
 from .units import HEADS, Masks, Unit, check_masks, load_masks, random_mask, save_masks, unit_named
 from .pool import LocalPool, importable
 from .run import RunError, RunFolder, Stage, fingerprint
@@ -192,13 +192,15 @@ def check_against_data(c:StudyConfig, d:StudyData):
     need(2 * c.top_m <= n, 'top_m', "{opt} = %d needs at least %d training examples, the study has %d: lower {opt} or raise --scale." % (c.top_m, 2 * c.top_m, n))
     try: select_linears(d.arch, c.sketch_layers)
     except SketchError as e: raise OptionError('sketch_layers', "{opt}: %s" % e) from None
+    try: d.unit.shape(d.arch)                                              # e.g. neurons of a family without a registered FFN
+    except ModelError as e: raise OptionError('unit', "{opt} %s: %s" % (d.unit.name, e)) from None
 
 def mask_file(c:StudyConfig, d:StudyData) -> Masks|None:
     "The masks of `--masks FILE`, read and checked once (the model, the unit, every language); None without a file."
     if c.masks in (None, 'random'): return None
     try: xi = load_masks(c.masks)
     except ValueError as e: raise OptionError('masks', "{opt}: %s" % e) from None
-    need(xi.unit is d.unit, 'masks', "{opt} %s holds %s masks, but the study's --unit is %s." % (c.masks, xi.unit.name, d.unit.name))
+    need(xi.unit == d.unit, 'masks', "{opt} %s holds %s masks, but the study's --unit is %s." % (c.masks, xi.unit.name, d.unit.name))
     try: return check_masks(xi, d.unit.shape(d.arch), d.langs, what=str(c.masks))
     except ValueError as e: raise OptionError('masks', "{opt}: %s" % e) from None
 

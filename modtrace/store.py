@@ -144,7 +144,7 @@ def _header(sk:Sketcher, model, ds, checkpoint, model_name, xi, dtype, root=None
          'dtype': store_dtype(dtype, sk.exact), 'n': len(ds), 'dim': sk.dim, 'ids': ids}
     if sk.loss_fn is not cross_entropy: h['loss'] = f"{sk.loss_fn.__module__}.{getattr(sk.loss_fn, '__qualname__', repr(sk.loss_fn))}"
     if sk.precision != 'float32': h['precision'] = sk.precision      # (float32 stores keep the headers they always had)
-    if xi is not None and unit is not HEADS: h['unit'] = unit.name      # (as do stores of head masks)
+    if xi is not None and unit != HEADS: h['unit'] = unit.name      # (as do stores of head masks)
     return h
 
 def _resume(path:Path, header:dict):

@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from .config import StudyConfig, need, write_study_config
 from .core import CPU_KERNELS, atomic_write, cpu_kernels_env, cpu_kernels_in_use, hf_quiet, torch_threads, write_json
 from .methods import method_named
-from .units import Masks, load_masks
+from .units import Masks, load_masks, unit_of
 from .report import check_report, report as write_report
 from .results import RUNS, ResultInputs, default_choices, health_note, plot_result, study_variants
 from .run import RunError, RunFolder
@@ -162,9 +162,10 @@ def study_choices(xi:dict, c:StudyConfig, spec, log=print) -> tuple[str, list, l
     "Fig. 3 and Fig. 19's languages: given, or chosen from the masks' similarity (`default_choices`)."
     f, sub, comp = default_choices(xi, c.focus or (spec.focus_lang if spec.focus_lang in xi else None))
     sub, comp = list(c.suboptimal or sub), [tuple(p) for p in (c.compose or comp)]
-    if not comp: log(f"[{spec.name}] No two languages' masks share a head: there is no pair to compose; Fig. 19 is left out.")
+    u = unit_of(xi)
+    if not comp: log(f"[{spec.name}] No two languages' masks share a {u.one}: there is no pair to compose; Fig. 19 is left out.")
     empty = [f'{a}+{b}' for a, b in comp if mask_intersection(xi[a], xi[b]).sum() == 0]
-    need(not empty, 'compose', "{opt}: the masks of %s share no head: their intersection would switch every head off." % empty)
+    need(not empty, 'compose', "{opt}: the masks of %s share no %s: their intersection would switch every %s off." % (empty, u.one, u.one))
     return f, sub, comp
 
 def log_summary(run:RunFolder, res:dict, log=print):

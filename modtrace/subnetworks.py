@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
 from .core import column, evaluating
-from .model import cross_entropy, ffn_output, neuron_shape
+from .model import cross_entropy, ffn_activation, neuron_shape
 from .units import HEADS, NEURONS, Masks, Unit, check_mask, shuffle_mask, save_masks, load_masks, unit_of
 from .batching import example_loader, languages
 from .finetune import evaluate
@@ -64,6 +64,7 @@ def accuracy_metric(model, ds, xi, unit:Unit=HEADS) -> float:
 def _check_prune_args(shape, fraction, threshold, unit:Unit=HEADS, n_enabled:int|None=None) -> int:
     "The number of units the first round disables (`Unit.per_round`); one clear error for bad settings."
     if not (0 < threshold <= 1): raise ValueError(f"threshold must lie in (0, 1]; got {threshold}.")
+    if not (0 < fraction <= 1): raise ValueError(f"fraction must lie in (0, 1]; got {fraction}.")
     k = unit.per_round(shape, fraction, shape[0] * shape[1] if n_enabled is None else n_enabled)
     if k < 1: raise ValueError(f"fraction={fraction} of {shape[0]}x{shape[1]} {unit.name} rounds to {k}: a round would disable nothing.")
     return k
@@ -83,7 +84,8 @@ def prune(
     unit:Unit=HEADS,          # what a round disables (`modtrace.units.Unit`)
 ) -> tuple[torch.Tensor, list[dict]]:
     "Iterative pruning (App. D): the last mask at or above the line, and the trajectory of every round."
-    xi, metric, fraction = _enabled_mask(model, xi, unit), metric or partial(accuracy_metric, unit=unit), fraction or unit.fraction
+    xi, metric = _enabled_mask(model, xi, unit), metric or partial(accuracy_metric, unit=unit)
+    fraction = unit.fraction if fraction is None else fraction
     k = _check_prune_args(xi.shape, fraction, threshold, unit, int((xi > 0).sum()))
     if n_examples is not None: ds = ds.select(range(min(n_examples, len(ds))))
     base = metric(model, ds, xi)
@@ -107,7 +109,7 @@ def prune_rounds(
     fraction:float|None=None,  # as for `prune`; None: the unit's
 ) -> int:
     "The most rounds `prune` can take (every round kept until one round's worth is left): what a time plan assumes."
-    fraction, left, n = fraction or unit.fraction, shape[0] * shape[1], 0
+    fraction, left, n = unit.fraction if fraction is None else fraction, shape[0] * shape[1], 0
     while left > (k := unit.per_round(shape, fraction, left)) >= 1: left, n = left - k, n + 1
     return n
 
@@ -148,22 +150,25 @@ def activation_probability(
     batch_size:int=32,
 ) -> torch.Tensor:
     "p_{ℓ,i} (Tang et al. 2024): per layer, neuron and language, the share of the language's tokens on which the neuron is > 0; (L, n, K)."
-    langs, (L, n) = langs or languages(ds), neuron_shape(model)
+    langs, (L, n), dev = langs or languages(ds), neuron_shape(model), next(model.parameters()).device
     fired, tokens = torch.zeros(L, n, len(langs), dtype=torch.float64), torch.zeros(len(langs), dtype=torch.float64)
     state = {}
-    def count(l):
-        def hook(module, args):
-            on = (args[0] > 0).double() * state['mask'][..., None]            # (B, T, n): fired, on real tokens
-            fired[l] += torch.einsum('btn,bk->nk', on, state['onehot'])        # (n, K)
-        return hook
-    handles = [ffn_output(model, l).register_forward_pre_hook(count(l)) for l in range(L)]
+    def count(l, a):                                                        # a: (B, T, n) activations
+        on = (a > 0).double() * state['mask'][..., None]                    # fired, on real tokens
+        fired[l] += torch.einsum('btn,bk->nk', on, state['onehot']).cpu()   # (n, K)
+    handles = []
+    for l in range(L):
+        mod, out = ffn_activation(model, l)
+        handles.append(mod.register_forward_hook(lambda m, args, o, l=l: count(l, o)) if out else
+                       mod.register_forward_pre_hook(lambda m, args, l=l: count(l, args[0])))
     try:
         with evaluating(model):
             for batch in example_loader(ds, model.config.pad_token_id, batch_size, langs):
-                lang_id, mask = batch.pop('lang_id'), batch['attention_mask'].double()
-                state.update(mask=mask, onehot=torch.nn.functional.one_hot(lang_id, len(langs)).double())
-                tokens += state['onehot'].T @ mask.sum(1)
-                batch.pop('labels'); model(**batch)
+                lang_id, _ = batch.pop('lang_id'), batch.pop('labels')
+                batch = {k: v.to(dev) for k, v in batch.items()}
+                state.update(mask=batch['attention_mask'].double(), onehot=torch.nn.functional.one_hot(lang_id, len(langs)).double().to(dev))
+                tokens += (state['onehot'].T @ state['mask'].sum(1)).cpu()
+                model(**batch)
     finally:
         for h in handles: h.remove()
     if (tokens == 0).any(): raise ValueError(f"No tokens for language(s) {[l for l, t in zip(langs, tokens) if t == 0]}.")
@@ -208,7 +213,8 @@ def random_masks(xi, seeds=(0, 1, 2)) -> dict[int, torch.Tensor]:
 def suboptimal_masks(masks:dict, source:str) -> dict[str, torch.Tensor]:
     "`source`'s mask for every other language's inputs: {target: ξ_source}."
     if source not in masks: raise KeyError(f"No mask for {source!r}; have {sorted(masks)}.")
-    return {t: masks[source] for t in masks if t != source}
+    others = {t: source for t in masks if t != source}
+    return masks.remap(others) if isinstance(masks, Masks) else {t: masks[s] for t, s in others.items()}
 
 # %% ../nbs/09_subnetworks.ipynb #c048
 def mask_union(*xis) -> torch.Tensor:

@@ -82,16 +82,17 @@ def check_mask(
     binary:bool=False,           # must hold only 0s and 1s (a subnetwork)
     nonempty:bool=False,         # must enable at least one head
     name:str='Head mask',        # how errors call it, e.g. "masks['de']"
+    words:tuple=('heads', 'head'),  # how errors name the unit: (plural, singular), e.g. ('neurons', 'neuron')
 ) -> torch.Tensor:
-    "THE check of a head mask ξ against the model's (L, H): ξ as a tensor, or one clear `ModelError`."
+    "THE check of a mask ξ against the model's (L, H) (or (L, n) of another unit): ξ as a tensor, or one clear `ModelError`."
     xi = torch.as_tensor(xi)
     if xi.dim() not in ((2,) if single else (2, 3)) or tuple(xi.shape[-2:]) != tuple(shape):
-        raise ModelError(f"{name} has shape {tuple(xi.shape)}; this model needs (layers, heads) = {tuple(shape)}"
+        raise ModelError(f"{name} has shape {tuple(xi.shape)}; this model needs (layers, {words[0]}) = {tuple(shape)}"
                          + ("." if single else f" or (batch, {shape[0]}, {shape[1]})."))
     if xi.dim() == 3 and batch is not None and xi.shape[0] != batch:
         raise ModelError(f"{name} holds per-example masks for {xi.shape[0]} rows but the batch has {batch} examples.")
     if binary and not bool(((xi == 0) | (xi == 1)).all()): raise ModelError(f"{name} must hold only 0s and 1s (a subnetwork).")
-    if nonempty and bool((xi.reshape(-1, *shape).sum((1, 2)) == 0).any()): raise ModelError(f"{name} enables no head.")
+    if nonempty and bool((xi.reshape(-1, *shape).sum((1, 2)) == 0).any()): raise ModelError(f"{name} enables no {words[1]}.")
     return xi
 
 # %% ../nbs/04_units.ipynb #c071
@@ -107,6 +108,7 @@ def mask_from(
 # %% ../nbs/04_units.ipynb #c074
 class HeadGate:
     "Context manager that scales each query head's context slice by ξ before the attention output projection."
+    words = ('heads', 'head')   # how errors name the unit
     def __init__(self, model:nn.Module, xi:torch.Tensor):
         self.model, self.shape, self.handles = model, model_shape(model), []
         self.xi = xi
@@ -114,7 +116,7 @@ class HeadGate:
     @property
     def xi(self): return self._xi
     @xi.setter
-    def xi(self, xi): self._xi = check_mask(xi, self.shape)
+    def xi(self, xi): self._xi = check_mask(xi, self.shape, words=self.words)
 
     def _hook(self, l):
         H = self.shape[1]
@@ -209,6 +211,13 @@ class Unit:
         "Units one pruning round disables: `fraction` of all of them (App. D); a unit may count from those still enabled."
         return round(fraction * shape[0] * shape[1])
     def __repr__(self): return f"{type(self).__name__}({self.name!r})"
+    def __eq__(self, other): return isinstance(other, Unit) and other.name == self.name   # a unit is its name: copies in workers equal it
+    def __hash__(self): return hash(self.name)
+    def __reduce__(self): return (_unit, (self.name, type(self)))        # unpickled: the registered unit of that name
+
+def _unit(name:str, cls:type) -> Unit:
+    "The registered unit `name` (a worker process registers the class it was sent, if nobody did)."
+    return UNITS[name] if name in UNITS else register_unit(cls())
 
 # %% ../nbs/04_units.ipynb #k003
 class Heads(Unit):
@@ -236,6 +245,7 @@ def unit_named(name:str|Unit) -> Unit:
 # %% ../nbs/04_units.ipynb #n002
 class NeuronGate(HeadGate):
     "Context manager that scales each FFN neuron's activation by ξ before the FFN's output projection."
+    words = ('neurons', 'neuron')
     def __init__(self, model:nn.Module, xi:torch.Tensor):
         self.model, self.shape, self.handles = model, neuron_shape(model), []
         self.xi = xi
@@ -247,7 +257,7 @@ class NeuronGate(HeadGate):
             (a, *rest) = args                             # a: (B, T, n) activations (or (N, n))
             xi = self._xi.to(device=a.device, dtype=a.dtype)
             if xi.dim() == 3:
-                check_mask(xi, self.shape, batch=a.shape[0])
+                check_mask(xi, self.shape, batch=a.shape[0], words=self.words)
                 g = xi[:, l].reshape(a.shape[0], *[1] * (a.dim() - 2), -1)   # (B, 1, n)
             else: g = xi[l]                                # (n,)
             return (a * g, *rest)
@@ -281,12 +291,12 @@ class Neurons(Unit):
 NEURONS = register_unit(Neurons())
 
 # %% ../nbs/04_units.ipynb #k008
-def _checked(masks, shape, what) -> dict[str, torch.Tensor]:
+def _checked(masks, shape, what, unit) -> dict[str, torch.Tensor]:
     "{lang: float binary non-empty mask of `shape`}: every value checked, or one clear `ModelError`."
-    if not isinstance(masks, Mapping): raise ModelError(f"{what} must be a dict {{lang: (L, H) mask}}, got {type(masks).__name__}.")
+    if not isinstance(masks, Mapping): raise ModelError(f"{what} must be a dict {{lang: (layers, {unit.name}) mask}}, got {type(masks).__name__}.")
     if not masks: raise ModelError(f"{what} holds no mask.")
     return {l: check_mask(torch.as_tensor(x).float(), shape, single=True, binary=True, nonempty=True,
-                          name=f"{what}: the mask for {l!r}").clone() for l, x in masks.items()}
+                          name=f"{what}: the mask for {l!r}", words=(unit.name, unit.one)).clone() for l, x in masks.items()}
 
 class Masks(Mapping):
     "One binary mask per language over one unit, checked when made: {lang: float (L, n) tensor}, with `unit` and `shape`."
@@ -296,7 +306,7 @@ class Masks(Mapping):
                  unit:Unit|str=HEADS,     # what the masks switch off
                  what:str='masks'):       # how errors call the set, e.g. a file name
         self.unit, self.shape = unit_named(unit), tuple(shape)
-        self._m = _checked(masks, self.shape, what)
+        self._m = _checked(masks, self.shape, what, self.unit)
 
     def __getitem__(self, lang): return self._m[lang]
     def __iter__(self): return iter(self._m)
@@ -320,6 +330,12 @@ def fit(self:Masks,
     langs = list(self) if langs is None else list(langs)
     if missing := [l for l in langs if l not in self]: raise ModelError(f"{what} has no mask for language(s) {missing}; it has {sorted(self)}.")
     return self if langs == list(self) else self._like({l: self[l] for l in langs})
+
+@patch
+def remap(self:Masks, sources:dict) -> Masks:
+    "Masks whose language `k` gets language `sources[k]`'s mask (e.g. every language under one language's subnetwork)."
+    if missing := sorted(set(sources.values()) - set(self)): raise ModelError(f"No mask for {missing}; have {sorted(self)}.")
+    return self._like({k: self[v] for k, v in sources.items()})
 
 @patch
 def shuffled(self:Masks, seed:int=0) -> Masks:
@@ -360,7 +376,7 @@ def save_masks(
             raise ModelError(f"All masks must share one (layers, heads) shape; got {sorted(shapes)}.")
         masks = Masks(masks, shapes.pop())
     (L, n), u = masks.shape, masks.unit
-    doc = {'n_layers': L, f'n_{u.name}': n, **({} if u is HEADS else {'unit': u.name}), **meta,
+    doc = {'n_layers': L, f'n_{u.name}': n, **({} if u == HEADS else {'unit': u.name}), **meta,
            'masks': {k: x.tolist() for k, x in masks.items()}}
     write_json(Path(path), doc)
     return Path(path)

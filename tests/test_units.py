@@ -247,14 +247,19 @@ def test_lape_picks_the_neurons_a_hand_made_activation_table_says():
     off = {l: sorted(map(tuple, (x == 0).nonzero().tolist())) for l, x in m.items()}
     assert off == {'en': [(1, 3)], 'fr': [(0, 0)], 'de': [(0, 0), (1, 3), (1, 7)]} and m.unit is NEURONS
 
-def test_activation_probability_counts_each_languages_real_tokens_as_a_loop_by_hand_does():
-    model, ds = toy_classifier(family='llama'), make_ds(8)
+@pytest.mark.parametrize('family', ['xlmr', 'llama'])
+def test_activation_probability_counts_each_languages_real_tokens_as_a_loop_by_hand_does(family):
+    "Encoders: the down projection's input > 0; gated FFNs (Llama): SiLU of the gate projection > 0, as Tang et al. count it."
+    model, ds = toy_classifier(family=family), make_ds(8)
     got = activation_probability(model, ds, ['en', 'fr'], batch_size=3)          # padded batches
     L, n = neuron_shape(model)
     fired, tokens = torch.zeros(L, n, 2), torch.zeros(2)
     for r in ds:
         acts = []
-        hs = [ffn_output(model, l).register_forward_pre_hook(lambda mod, a, acts=acts: acts.append(a[0][0])) for l in range(L)]
+        if family == 'llama':
+            hs = [model.model.layers[l].mlp.gate_proj.register_forward_hook(lambda mod, a, o, acts=acts: acts.append(torch.nn.functional.silu(o[0])))
+                  for l in range(L)]
+        else: hs = [ffn_output(model, l).register_forward_pre_hook(lambda mod, a, acts=acts: acts.append(a[0][0])) for l in range(L)]
         try: model(input_ids=torch.tensor([r['input_ids']]))                    # one sentence, unpadded
         finally:
             for h in hs: h.remove()
@@ -273,3 +278,12 @@ def test_a_whole_study_on_lape_neurons(tmp_path, tiny_folder, shared_data):
     assert rec['stages']['lape'].startswith('lape-') and 'prune' not in rec['stages']
     assert (run/rec['stages']['lape']/'activation_probability.pt').exists()
     assert load_masks(run/'masks.json').unit is NEURONS and (run/'figures'/'fig10_full_positive.csv').exists()
+
+def test_a_unit_sent_to_a_worker_is_the_registered_one_and_errors_use_its_words():
+    import pickle
+    m = Masks({'en': torch.ones(2, 32)}, (2, 32), NEURONS)
+    back = pickle.loads(pickle.dumps(m))
+    assert back.unit is NEURONS and pickle.loads(pickle.dumps(LAYERS)) is LAYERS
+    with pytest.raises(ModelError, match=r"needs \(layers, neurons\) = \(2, 32\)"): Masks({'en': torch.ones(2, 4)}, (2, 32), NEURONS)
+    with pytest.raises(ModelError, match='enables no neuron'): Masks({'en': torch.zeros(2, 32)}, (2, 32), NEURONS)
+    with pytest.raises(ValueError, match=r'fraction must lie in \(0, 1\]'): prune(make_tiny_model(), make_ds(6), fraction=0, unit=NEURONS)
