@@ -5,9 +5,12 @@
 # %% ../nbs/18_methods.ipynb #m002
 from __future__ import annotations
 import time
-import numpy as np, torch
+from pathlib import Path
+import numpy as np, pandas as pd, torch
+from scipy import stats
 from .config import OptionError, StudyConfig
 from .core import column
+from .finetune import finetune, predict
 from .influence import Influence, influence
 from .run import RunFolder, Stage
 from .sketch import Sketcher, iter_sketches
@@ -16,7 +19,7 @@ from .units import Unit, unit_of
 
 # %% auto #0
 __all__ = ['SKETCH', 'METHODS', 'Method', 'example_keys', 'sketch_options', 'sketch_stage', 'TracIn', 'register_method',
-           'method_named']
+           'method_named', 'subset_draws', 'lds', 'retrained_outputs']
 
 # %% ../nbs/18_methods.ipynb #m005
 class Method:
@@ -112,3 +115,62 @@ def method_named(name:str) -> Method:
     return METHODS[name]
 
 register_method(TracIn())
+
+# %% ../nbs/18_methods.ipynb #q002
+def subset_draws(
+    n:int,               # training examples
+    M:int,               # subsets
+    alpha:float=0.5,     # the share of the examples each subset keeps
+    seed:int=0,
+) -> np.ndarray:
+    "M random subsets of `round(alpha * n)` training examples each: (M, n) bool, row j True on S_j."
+    if not (0 < alpha < 1): raise ValueError(f"alpha must lie in (0, 1), the share each subset keeps; got {alpha}.")
+    if M < 2: raise ValueError(f"M={M}: a correlation over subsets needs at least 2 (the LDS of the literature uses 50 or more).")
+    rng, k = np.random.default_rng(seed), round(alpha * n)
+    out = np.zeros((M, n), dtype=bool)
+    for j in range(M): out[j, rng.choice(n, k, replace=False)] = True
+    return out
+
+# %% ../nbs/18_methods.ipynb #q003
+def _rank_corr(a:np.ndarray, b:np.ndarray) -> np.ndarray:
+    "Spearman's ρ of each column pair of a and b (M, n): ranks with ties averaged, then Pearson; NaN where a column is constant."
+    ra, rb = stats.rankdata(a, axis=0), stats.rankdata(b, axis=0)
+    ra, rb = ra - ra.mean(0), rb - rb.mean(0)
+    den = np.sqrt((ra ** 2).sum(0) * (rb ** 2).sum(0))
+    with np.errstate(invalid='ignore', divide='ignore'): return np.where(den > 0, (ra * rb).sum(0) / den, np.nan)
+
+def lds(
+    scores:np.ndarray,     # (n_test, n_train) attributions τ(z, x): > 0 where x helps z
+    subsets:np.ndarray,    # (M, n_train) bool, `subset_draws`
+    outputs:np.ndarray,    # (M, n_test) the retrained models' outputs f(S_j, z), larger = better for z (e.g. minus the loss)
+    n_boot:int=1000,       # resamples of the subsets for the interval
+    seed:int=0,
+    level:float=0.95,
+) -> pd.Series:
+    "The LDS (mean over test examples of Spearman over subsets), its interval from resampling the subsets, and M."
+    scores, subsets, outputs = np.asarray(scores, float), np.asarray(subsets, bool), np.asarray(outputs, float)
+    if subsets.shape[1] != scores.shape[1] or outputs.shape != (subsets.shape[0], scores.shape[0]):
+        raise ValueError(f"Shapes do not fit: scores {scores.shape} (test, train), subsets {subsets.shape} (M, train), "
+                         f"outputs {outputs.shape} (M, test).")
+    pred = subsets.astype(float) @ scores.T                                      # (M, n_test): g(S_j, z)
+    mean = float(np.nanmean(_rank_corr(pred, outputs)))
+    rng = np.random.default_rng(seed)
+    boot = [np.nanmean(_rank_corr(pred[j], outputs[j])) for j in rng.integers(0, len(pred), (n_boot, len(pred)))]
+    lo, hi = np.nanquantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return pd.Series({'lds': mean, 'lo': float(lo), 'hi': float(hi), 'M': len(pred), 'n_test': scores.shape[0], 'ci_over': 'subsets'})
+
+# %% ../nbs/18_methods.ipynb #q008
+def retrained_outputs(
+    start,                 # () -> a fresh classifier holding the study's starting weights (the same every call)
+    splits:dict,           # tokenized 'train' and 'test' (`modtrace.data.tokenize`)
+    subsets:np.ndarray,    # (M, n_train) bool, `subset_draws`
+    out_dir,               # run j goes to out_dir/subset-jjj
+    **settings,            # `modtrace.finetune.finetune`'s lr, epochs, batch_size, seed, ...: the study's fine-tuning
+) -> np.ndarray:
+    "f(S_j, z) for the LDS: minus each test example's loss after fine-tuning on subset j alone, (M, n_test)."
+    out = []
+    for j, S in enumerate(np.asarray(subsets, bool)):
+        run = finetune(start(), None, {'train': splits['train'].select(np.flatnonzero(S))}, Path(out_dir)/f'subset-{j:03d}',
+                       progress=False, **settings)
+        out.append(-predict(run.model, splits['test'], progress=False)['loss'].to_numpy())
+    return np.stack(out)
