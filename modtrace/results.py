@@ -362,7 +362,7 @@ def _entry(name:str, ctx_focus:str, unit:Unit=HEADS) -> tuple[Result, str]:
     for r in RESULTS:
         stem = r.name.format(focus=ctx_focus, **unit_words(unit, stem=True))
         if name in (stem, r.name.format(focus=ctx_focus, **unit_words(HEADS, stem=True))): return r, stem
-    raise KeyError(f"No result named {name!r}; the study's results are {[r.name for r in RESULTS]}.")
+    raise KeyError(f"No result named {name!r}; the study's results are {[r.name.format(focus=ctx_focus, **unit_words(unit, stem=True)) for r in RESULTS]}.")
 
 def plot_result(
     name:str,                 # a key of `study_results`

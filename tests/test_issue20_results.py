@@ -28,8 +28,9 @@ def inputs(langs, n=8, one_class=None, relatedness=True):
     return ResultInputs(pd.DataFrame(rows), acc, xi, vs, langs[0], [(langs[0], langs[1])], relatedness=R, n_boot=20, groups=groups)
 
 def test_a_two_language_study_gets_every_result_with_na_where_three_points_are_needed(tmp_path):
-    res = study_results(inputs(['en', 'de']))
-    want = {r.name.format(focus='en') for r in RESULTS} - {'estimator_check', 'mask_specificity'}   # those two: from other stages
+    ctx = inputs(['en', 'de'])
+    res = study_results(ctx)
+    want = {r.stem(ctx) for r in RESULTS} - {'estimator_check', 'mask_specificity'}   # those two: from other stages
     assert sorted(want - set(res)) == []
     for name in ('fig8_similarity_vs_influence_stats', 'fig9_layer_correlation', 'fig15_overlap_vs_influence_stats_positive',
                  'relatedness_vs_influence_stats', 'relatedness_by_group'):
