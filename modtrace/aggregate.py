@@ -13,7 +13,7 @@ __all__ = ['RESERVED', 'MIN_POINTS', 'CORRELATION', 'AGREEMENT', 'example_shares
            'boot_mean', 'contributions', 'delta', 'specialization', 'too_few', 'correlation', 'relatedness_agreement']
 
 # %% ../nbs/13_aggregate.ipynb #c007
-RESERVED = ('test_row', 'id', 'lang', 'label', 'pred', 'loss', 'correct', 'epoch', 'which', 'variant', 'model')  # never language columns
+RESERVED = ('test_row', 'id', 'lang', 'label', 'pred', 'loss', 'correct', 'tokens', 'right', 'epoch', 'which', 'variant', 'model')  # never language columns
 
 def example_shares(
     inf,                    # `modtrace.influence.Influence`

@@ -24,7 +24,7 @@ __all__ = ['MODEL_INPUTS', 'pad_collator', 'languages', 'model_columns', 'model_
 def pad_collator(
     pad_token_id:int=1,    # the model's `config.pad_token_id` (XLM-R's <pad> is 1)
 ):
-    "Dynamic right-padding of unpadded rows into a batch of tensors; an `attention_mask` from each row's length if absent."
+    "Dynamic right-padding of unpadded rows into a batch of tensors (per-token `labels` with -100); an `attention_mask` from each row's length if absent."
     def collate(rows):
         if 'input_ids' in rows[0] and 'attention_mask' not in rows[0]:
             rows = [{**r, 'attention_mask': [1] * len(r['input_ids'])} for r in rows]  # the row's own tokens, no guessing
@@ -33,7 +33,7 @@ def pad_collator(
             vals = [torch.as_tensor(r[k]) for r in rows]
             if vals[0].dim() == 0: out[k] = torch.stack(vals)                             # (B,)
             else: out[k] = pad_sequence(vals, batch_first=True,                           # (B, T_max)
-                                        padding_value=pad_token_id if k == 'input_ids' else 0)
+                                        padding_value=pad_token_id if k == 'input_ids' else -100 if k == 'labels' else 0)
         return out
     return collate
 
@@ -48,15 +48,17 @@ def model_columns(
     ds:Dataset,              # tokenized examples with `lang` and `label`
     langs:list[str]|None=None,  # language order for `lang_id`; default: `languages(ds)`
 ) -> Dataset:
-    "The columns a batch needs: model inputs, `labels`, `lang_id`."
+    "The columns a batch needs: model inputs, `labels` (the class, or a token objective's per-token labels), `lang_id`."
     if len(ds) == 0: raise ValueError("The split holds no example: there is nothing to run the model on.")
-    missing = [c for c in ('input_ids', 'lang', 'label') if c not in ds.column_names]
+    missing = [c for c in ('input_ids', 'lang', 'label') if c not in ds.column_names and not (c == 'label' and 'labels' in ds.column_names)]
     if missing: raise ValueError(f"The split lacks column(s) {missing}; it has {ds.column_names}. "
                                  "Pass splits from modtrace.data (tokenized with `tokenize`, or raw with a tokenizer).")
     langs = langs or languages(ds)
     lid = {l: i for i, l in enumerate(langs)}
     if unknown := sorted(set(column(ds, 'lang')) - set(lid)): raise ValueError(f"The split has language(s) {unknown} not in {langs}.")
     ds = ds.map(lambda b: {'lang_id': [lid[l] for l in b['lang']]}, batched=True)
+    if 'labels' in ds.column_names:                                   # token objectives: a label per token (IGNORE: -100)
+        return ds.select_columns([c for c in MODEL_INPUTS if c in ds.column_names] + ['labels', 'lang_id'])
     keep = [c for c in MODEL_INPUTS if c in ds.column_names] + ['label', 'lang_id']
     return ds.select_columns(keep).rename_column('label', 'labels')
 

@@ -46,6 +46,7 @@ class StudyConfig:
     train_file:str|None=None    # file stem of the train split, e.g. train_from_dev (XNLI's Russian has no train file)
     unit:str='heads'            # what a subnetwork is made of, a name in `modtrace.units.UNITS`: heads (Sec. 3.1) or neurons (FFN)
     select:Literal['importance', 'lape']='importance'  # how the subnetworks are found: pruning by importance (Eq. 1), or LAPE (Tang et al. 2024; neurons only)
+    objective:Literal['task', 'lm']='task'  # what is trained and traced: the task's labels (classes; tags for a token task such as udpos), or language modelling on its texts (causal for decoders, masked for encoders)
     masks:str|None=None         # SFT masks: default pruned per language; 'random'; or a mask file (`modtrace.units.save_masks`)
     keep:float=0.75             # fraction of the units a random mask keeps (with --masks random)
     epochs:int|None=None        # fine-tuning epochs; default: the task's
@@ -110,6 +111,7 @@ def _check_choices(c:StudyConfig):
     need(c.select in ('importance', 'lape'), 'select', "{opt} must be importance or lape, not %r." % (c.select,))
     need(c.select != 'lape' or c.unit == 'neurons', 'select', "{opt} lape selects FFN neurons (activation probabilities): add --unit neurons.")
     need(c.select != 'lape' or c.masks is None, 'select', "{opt} lape finds the masks; --masks gives them: choose one.")
+    need(c.objective in ('task', 'lm'), 'objective', "{opt} must be task (the task's labels) or lm (language modelling), not %r." % (c.objective,))
     need(c.precision in ('float32', 'bfloat16', 'float16'), 'precision', "{opt} must be float32, bfloat16 or float16, not %r." % (c.precision,))
     need(c.norm in ('cos', 'dot', 'train', 'layer_cos'), 'norm', "{opt} must be one of cos, dot, train, layer_cos, not %r." % (c.norm,))
     need(c.cpu_kernels in (None, 'avx512', 'avx2', 'default'), 'cpu_kernels', "{opt} must be avx512, avx2 or default, not %r." % (c.cpu_kernels,))

@@ -16,7 +16,12 @@ __all__ = ['load_task', 'load_splits', 'split_overlap', 'check_overlap', 'tokeni
 
 # %% ../nbs/02_data.ipynb #c053x
 def _features(spec) -> datasets.Features:
-    "The standard columns' types (`orig_label` is text for tasks with text labels)."
+    "The standard columns' types (`orig_label` is text for tasks with text labels; a token task's are lists, plus its `tokens`)."
+    if spec.tags:
+        return datasets.Features({'id': datasets.Value('string'), 'lang': datasets.Value('string'),
+                                  'tokens': datasets.Sequence(datasets.Value('string')), 'text': datasets.Value('string'),
+                                  'text_pair': datasets.Value('string'), 'label': datasets.Sequence(datasets.Value('int64')),
+                                  'orig_label': datasets.Sequence(datasets.Value('string'))})
     return datasets.Features({'id': datasets.Value('string'), 'lang': datasets.Value('string'),
                               'text': datasets.Value('string'), 'text_pair': datasets.Value('string'),
                               'label': datasets.Value('int64'),

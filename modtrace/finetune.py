@@ -22,10 +22,11 @@ from .model import cross_entropy, load_checkpoint
 from .units import HEADS, Unit, check_masks, unit_of
 from .batching import EpochBatches, LanguageBatches, example_loader, example_masks, languages, split_masks
 from .data import tokenize
+from .objectives import metric_of, outcomes
 
 # %% auto #0
-__all__ = ['predict', 'accuracy', 'evaluate', 'frozen_entries', 'step_frozen', 'train_step', 'complete_epochs', 'checkpoint_dir',
-           'accuracy_table', 'FinetuneResult', 'weights_hash', 'finetune']
+__all__ = ['predict', 'accuracy', 'perplexity', 'evaluate', 'frozen_entries', 'step_frozen', 'train_step', 'complete_epochs',
+           'checkpoint_dir', 'accuracy_table', 'FinetuneResult', 'weights_hash', 'finetune']
 
 # %% ../nbs/08_finetune.ipynb #c043
 @torch.no_grad()
@@ -39,7 +40,7 @@ def predict(
     loss_fn=cross_entropy,    # per-example loss `(logits, labels, reduction) -> loss` (`modtrace.model.cross_entropy`)
     unit:Unit|None=None,      # what a lone mask gates; None: a `Masks`' own unit, heads for a tensor
 ) -> pd.DataFrame:
-    "Per example: id, lang, label, pred, loss, correct (dataset order), optionally under a mask."
+    "Per example: id, lang, label, pred (token objectives: tokens, right), loss, correct (dataset order), optionally under a mask."
     base = accelerator.unwrap_model(model) if accelerator else model
     langs, unit = languages(ds), unit or unit_of(xi)
     xi = split_masks(base, xi, langs, unit)
@@ -54,23 +55,41 @@ def predict(
             batch = {k: v.to(device) for k, v in batch.items()}
             lang_id, labels = batch.pop('lang_id'), batch.pop('labels')
             if xi is not None: gate.xi = example_masks(xi, lang_id, langs)
-            logits = model(**batch).logits.float()                                   # (B, classes)
+            logits = model(**batch).logits.float()                                   # (B, classes) or (B, T, classes)
             loss = loss_fn(logits, labels, reduction='none')                        # (B,)
-            pred = logits.argmax(-1)
-            if accelerator: pred, loss = accelerator.gather_for_metrics((pred, loss))
-            preds.append(pred.cpu()); losses.append(loss.cpu())
-    df = pd.DataFrame({'id': column(ds, 'id') if 'id' in ds.column_names else range(len(ds)), 'lang': column(ds, 'lang'),
-                       'label': column(ds, 'label'), 'pred': torch.cat(preds).numpy(), 'loss': torch.cat(losses).numpy()})
-    df['correct'] = df['pred'] == df['label']
+            out = outcomes(logits, labels)                                           # {'pred'} or {'tokens', 'right'}: (B,) each
+            if accelerator: out, loss = accelerator.gather_for_metrics((out, loss))
+            preds.append({k: v.cpu() for k, v in out.items()}); losses.append(loss.cpu())
+    return _prediction_table(ds, preds, losses)
+
+def _prediction_table(ds, preds, losses) -> pd.DataFrame:
+    "id, lang, loss, correct, and label/pred (classes) or tokens/right (token objectives), per example."
+    df = pd.DataFrame({'id': column(ds, 'id') if 'id' in ds.column_names else range(len(ds)), 'lang': column(ds, 'lang')})
+    out = {k: torch.cat([p[k] for p in preds]).numpy() for k in preds[0]}
+    if 'pred' in out: df['label'], df['pred'] = column(ds, 'label'), out['pred']
+    else: df['tokens'], df['right'] = out['tokens'], out['right']
+    df['loss'] = torch.cat(losses).numpy()
+    df['correct'] = df['pred'] == df['label'] if 'pred' in out else True    # a token objective keeps every sentence (SPEC 6)
     return df
 
 # %% ../nbs/08_finetune.ipynb #c047
 def accuracy(
     pred:pd.DataFrame,  # `predict`'s output
 ) -> dict[str, float]:
-    "Accuracy per language (task order) and over all examples ('all')."
+    "Accuracy per language (task order) and over all examples ('all'); token objectives: over all scored tokens."
+    if 'tokens' in pred.columns:
+        g = pred.groupby('lang', sort=False)[['right', 'tokens']].sum()
+        return {**{l: float(r.right / r.tokens) for l, r in g.iterrows()}, 'all': float(pred['right'].sum() / pred['tokens'].sum())}
     acc = pred.groupby('lang', sort=False)['correct'].mean()
     return {**{l: float(a) for l, a in acc.items()}, 'all': float(pred['correct'].mean())}
+
+def perplexity(
+    pred:pd.DataFrame,  # `predict`'s output under a language-modelling loss (`tokens` per sentence)
+) -> dict[str, float]:
+    "Perplexity per language and over all: exp of the mean loss over every predicted token."
+    ppl = lambda g: float(np.exp((g['loss'] * g['tokens']).sum() / g['tokens'].sum()))
+    return {**{l: ppl(g) for l, g in pred.groupby('lang', sort=False)}, 'all': ppl(pred)}
+
 
 def evaluate(
     model:nn.Module,   # a sequence classifier
@@ -196,8 +215,15 @@ class FinetuneResult:
         "θ_1 ... θ_E, the folders TracIn reads."
         return [checkpoint_dir(self.out_dir, e) for e in complete_epochs(self.out_dir)]
     def accuracy(self, split:str='test', epoch:int=-1) -> dict[str, float]:
-        "Accuracy per language (+ 'all') on `split` after `epoch` (default: the last)."
+        "Accuracy per language (+ 'all') on `split` after `epoch` (default: the last); token objectives: over tokens."
         return self.results['epochs'][epoch][split]
+    @property
+    def metric(self) -> str:
+        "What the run reports first: 'accuracy', or 'perplexity' for language modelling (`perplexity`)."
+        return self.results.get('metric', 'accuracy')
+    def perplexity(self, split:str='test', epoch:int=-1) -> dict[str, float]:
+        "A language-modelling run's perplexity per language (+ 'all') on `split` after `epoch`."
+        return self.results['epochs'][epoch][f'{split}_perplexity']
     def table(self, wide:bool=True) -> pd.DataFrame: return accuracy_table(self.results, wide)
 
 # %% ../nbs/08_finetune.ipynb #c090
@@ -303,12 +329,14 @@ def _train_epoch(model, loader, optimizer, scheduler, accelerator, masks, frozen
     return float(np.mean(losses)), lrs, global_step
 
 # %% ../nbs/08_finetune.ipynb #c106
-def _evaluate_epoch(model, sets, masks, batch_size, accelerator, progress) -> dict:
-    "Accuracy per language on dev/test (SFT: under each language's own mask, and without masks)."
-    out = {}
+def _evaluate_epoch(model, sets, masks, batch_size, accelerator, progress, loss_fn=cross_entropy) -> dict:
+    "Accuracy per language on dev/test (+ perplexity for language modelling), SFT: under each language's own mask, and without."
+    out, lm = {}, metric_of(loss_fn) == 'perplexity'
     for split, ds in sets.items():
-        if masks: out[split] = accuracy(predict(model, ds, masks, batch_size, accelerator, progress))
-        out[f'{split}_full' if masks else split] = accuracy(predict(model, ds, None, batch_size, accelerator, progress))
+        for name, xi in ((split, masks), (f'{split}_full', None)) if masks else ((split, None),):
+            pred = predict(model, ds, xi, batch_size, accelerator, progress, loss_fn)
+            out[name] = accuracy(pred)
+            if lm: out[f'{name}_perplexity'] = perplexity(pred)
     return out
 
 # %% ../nbs/08_finetune.ipynb #c110
@@ -375,10 +403,10 @@ def _run(model, tokenizer, sets, out_dir, langs, masks, settings, accelerator, e
                                                   epoch, progress, s['max_grad_norm'], on_step, global_step, loss_fn)
             state = {'epoch': epoch, 'lr': float(np.mean(lrs)), 'lr_first': lrs[0], 'lr_last': lrs[-1],
                      'global_step': global_step, 'seed': s['seed'], 'masks': s['masks'], 'train_loss': loss,
-                     **_evaluate_epoch(model, evals, masks, eval_batch_size, accelerator, progress)}
+                     **_evaluate_epoch(model, evals, masks, eval_batch_size, accelerator, progress, loss_fn)}
             _save_checkpoint(accelerator, model, tokenizer, out_dir, epoch, state)
             history.append(state)
-            results = {'mode': 'sft' if masks else 'full', 'settings': s, 'epochs': history}
+            results = {'mode': 'sft' if masks else 'full', 'metric': metric_of(loss_fn), 'settings': s, 'epochs': history}
             if accelerator.is_main_process: write_json(out_dir/'results.json', results, indent=1)
         if accelerator.is_main_process:
             shutil.rmtree(checkpoint_dir(out_dir, s['epochs'])/'resume', ignore_errors=True)

@@ -41,7 +41,7 @@ def json_key(x) -> str:
 
 # %% ../nbs/12_influence.ipynb #c010
 GROUPS = ('embeddings', 'lower', 'middle', 'upper', 'head')
-_HEAD = re.compile(r'(?:^|\.)(?:classifier|pre_classifier|pooler|score)(?:\.|$)')
+_HEAD = re.compile(r'(?:^|\.)(?:classifier|pre_classifier|pooler|score|lm_head|cls|vocab_transform|vocab_projector|embed_out|lm_predictions)(?:\.|$)')  # classifier and LM heads
 _EMBED = re.compile(r'(?:^|\.)[^.]*embeddings[^.]*(?:\.|$)')
 
 def layer_index(name:str) -> int|None:

@@ -11,14 +11,15 @@ from typing import Callable
 import safetensors.torch, torch
 from safetensors import SafetensorError
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, set_seed
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification,
+                          AutoModelForTokenClassification, AutoTokenizer, set_seed)
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
 # %% auto #0
-__all__ = ['FAMILIES', 'ModelError', 'attr_path', 'Family', 'register_family', 'model_family', 'family_named', 'toy_classifier',
-           'transformer_layers', 'encoder_layers', 'model_shape', 'attention_output', 'ffn_output', 'ffn_inputs',
-           'ffn_activation', 'neuron_shape', 'load_tokenizer', 'load_classifier', 'check_padding', 'cross_entropy',
-           'load_checkpoint']
+__all__ = ['FAMILIES', 'HEAD_CLASSES', 'IGNORE', 'ModelError', 'attr_path', 'Family', 'register_family', 'model_family',
+           'family_named', 'toy_classifier', 'transformer_layers', 'encoder_layers', 'model_shape', 'attention_output',
+           'ffn_output', 'ffn_inputs', 'ffn_activation', 'neuron_shape', 'load_tokenizer', 'load_classifier',
+           'load_model', 'check_padding', 'token_cross_entropy', 'cross_entropy', 'load_checkpoint']
 
 # %% ../nbs/03_model.ipynb #c004
 class ModelError(ValueError):
@@ -287,6 +288,31 @@ def load_classifier(
     if fam.decoder or pad_token_id is not None: _set_pad(model, name_or_path, pad_token_id)
     return model
 
+# %% ../nbs/03_model.ipynb #c048n
+HEAD_CLASSES = {'sequence': AutoModelForSequenceClassification, 'token': AutoModelForTokenClassification,
+                'causal-lm': AutoModelForCausalLM, 'masked-lm': AutoModelForMaskedLM}
+
+def load_model(
+    name_or_path,                 # hub name or local folder of a model of a registered family (see `FAMILIES`)
+    head:str='sequence',          # 'sequence' (classes) | 'token' (a tag per token) | 'lm' (the family's LM head) | 'causal-lm' | 'masked-lm'
+    num_labels:int=2,             # classes (sequence) or tags (token); unused by LM heads
+    attn_implementation:str='sdpa', # 'eager' | 'sdpa'
+    seed:int=0,                   # seeds a freshly initialised head
+    pad_token_id:int|None=None,   # decoders: the tokenizer's pad id (default: the config's, its tokenizer's, or eos)
+):
+    "The model with the head its objective needs: `load_classifier` for 'sequence', else that head's auto class."
+    if head == 'sequence': return load_classifier(name_or_path, num_labels, attn_implementation, seed, pad_token_id)
+    cfg = _from_pretrained(AutoConfig, name_or_path)
+    fam = model_family(cfg)
+    if head == 'lm': head = 'causal-lm' if fam.decoder else 'masked-lm'
+    if head not in HEAD_CLASSES: raise ModelError(f"head must be one of sequence, token, lm, {', '.join(list(HEAD_CLASSES)[2:])}; not {head!r}.")
+    set_seed(seed)
+    kw = {'num_labels': num_labels, 'ignore_mismatched_sizes': True} if head == 'token' else {}   # (a head of another size: fresh)
+    model = _from_pretrained(HEAD_CLASSES[head], name_or_path, attn_implementation=_attn_supported(cfg.model_type, attn_implementation), **kw)
+    transformer_layers(model)
+    if fam.decoder or pad_token_id is not None: _set_pad(model, name_or_path, pad_token_id)
+    return model
+
 # %% ../nbs/03_model.ipynb #c052
 def check_padding(
     model:nn.Module,   # the classifier
@@ -300,13 +326,29 @@ def check_padding(
     if getattr(tokenizer, 'padding_side', 'right') != 'right':
         raise ModelError("The tokenizer pads on the left; modtrace pads on the right (set tokenizer.padding_side = 'right').")
 
+# %% ../nbs/03_model.ipynb #c054t
+IGNORE = -100   # the label of a token that is not scored
+
+def token_cross_entropy(
+    logits:torch.Tensor,   # (B, T, classes or vocabulary)
+    labels:torch.Tensor,   # (B, T) class ids, IGNORE where a token is not scored
+    reduction:str='none',  # 'none': one loss per sentence | 'sum' | 'mean' over sentences
+) -> torch.Tensor:
+    "Each sentence's mean cross-entropy over its scored tokens (a sentence without any scores 0)."
+    B, T = labels.shape
+    tok = nn.functional.cross_entropy(logits.reshape(B * T, -1), labels.reshape(-1), reduction='none',
+                                      ignore_index=IGNORE).view(B, T)                    # (B, T), 0 where ignored
+    per = tok.sum(1) / (labels != IGNORE).sum(1).clamp(min=1)                             # (B,)
+    return per if reduction == 'none' else per.sum() if reduction == 'sum' else per.mean()
+
 # %% ../nbs/03_model.ipynb #c055
 def cross_entropy(
-    logits:torch.Tensor,   # (B, classes)
-    labels:torch.Tensor,   # (B,) gold class ids
+    logits:torch.Tensor,   # (B, classes), or (B, T, classes) for per-token labels
+    labels:torch.Tensor,   # (B,) gold class ids, or (B, T) with IGNORE where a token is not scored
     reduction:str='none',  # 'none': one loss per example | 'sum' | 'mean'
 ) -> torch.Tensor:
-    "The default `loss_fn`: the classifier's cross-entropy with the gold label (Eq. 1, Eq. 2)."
+    "The default `loss_fn`: the classifier's cross-entropy with the gold label (Eq. 1, Eq. 2); per-token labels (B, T): `token_cross_entropy`."
+    if labels.dim() == 2: return token_cross_entropy(logits, labels, reduction)
     return nn.functional.cross_entropy(logits, labels, reduction=reduction)
 
 # %% ../nbs/03_model.ipynb #c059

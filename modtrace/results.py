@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from pathlib import Path
 from typing import Callable
-import pandas as pd, torch
+import numpy as np, pandas as pd, torch
 from .core import atomic_write
 from .units import HEADS, Unit, unit_of
 from .subnetworks import (heads_disabled, head_usage, mask_intersection, mask_similarity, mask_union, random_masks,
@@ -89,6 +89,7 @@ class ResultInputs:
     groups: pd.DataFrame|None = None     # the full model's shares per layer group (a `group` column), if scored
     estimator: pd.DataFrame|None = None  # sketched against exact influence on a sample (`modtrace.study.estimator_stage`)
     specificity: pd.DataFrame|None = None  # full FT's test accuracy (%) per (mask_lang, test_lang) (`modtrace.study.specificity_stage`)
+    metric: str = 'accuracy'  # what Table 2 reports: 'accuracy', or 'perplexity' (language modelling)
     @property
     def langs(self) -> list: return list(self.xi)
     @property
@@ -145,11 +146,21 @@ def mask_vs_influence(ctx:ResultInputs, pos:pd.DataFrame, neg:pd.DataFrame) -> d
     fig9 = pd.DataFrame([{'layer': l, **correlation(g['cosine'], at(p, g), **ctx.boot)} for l, g in lay.groupby('layer')])
     return {'fig8_similarity_vs_influence': fig8, 'fig9_layer_correlation': fig9, 'fig15_overlap_vs_influence': fig15}
 
+def _subnetwork_score(sub:pd.DataFrame, metric:str) -> float:
+    "The final model's score under the subnetworks, from its test examples' verdicts: accuracy (%; over tokens for token objectives) or perplexity."
+    if 'tokens' not in sub.columns: return 100 * sub['correct'].mean()
+    if metric == 'perplexity': return float(np.exp((sub['loss'] * sub['tokens']).sum() / sub['tokens'].sum()))
+    return 100 * sub['right'].sum() / sub['tokens'].sum()
+
 def accuracy_table(ctx:ResultInputs) -> pd.DataFrame:
-    "Table 2: test accuracy (%) of the full model, the full model with each language's subnetwork at test time, SFT and random SFT."
+    "Table 2: test accuracy (%; perplexity for language modelling) of the full model, the full model with each language's subnetwork at test time, SFT and random SFT."
     sub = pd.concat([shares_of(ctx.shares, v.name) for v in ctx.find('full', 'own')])   # the final model under ξ_ℓ
-    t = table2(ctx.acc).set_index('lang').loc[[*ctx.langs, 'all']]                       # the runs' own test accuracy
-    t.insert(1, 'full FT + subnetwork', {**(100 * sub.groupby('lang')['correct'].mean()).to_dict(), 'all': 100 * sub['correct'].mean()})
+    if ctx.metric == 'perplexity':
+        t = pd.DataFrame({k: r[-1]['test_perplexity'] for k, r in ctx.acc.items()}).rename_axis('lang').loc[[*ctx.langs, 'all']]
+    else: t = table2(ctx.acc).set_index('lang').loc[[*ctx.langs, 'all']]                  # the runs' own test accuracy
+    score = {**{l: _subnetwork_score(g, ctx.metric) for l, g in sub.groupby('lang')}, 'all': _subnetwork_score(sub, ctx.metric)}
+    t.insert(1, 'full FT + subnetwork', score)
+    if ctx.metric == 'perplexity': t.columns = [f'{c} (perplexity)' for c in t.columns]
     return t.reset_index()
 
 # %% ../nbs/19_results.ipynb #c027

@@ -11,6 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from .core import evaluating
 from .model import cross_entropy
+from .objectives import outcomes
 from .units import HEADS, Unit, gated, unit_of
 from .batching import example_loader, example_masks, languages, model_inputs, split_masks
 
@@ -33,11 +34,13 @@ def check_d(
 # %% ../nbs/10_sketch.ipynb #c008
 def select_linears(
     model:nn.Module,
-    layers=None,  # None: every nn.Linear; a regex or list of regexes (re.search on the module name)
+    layers=None,  # None: every nn.Linear whose weight no other module holds (an LM head tied to the embeddings is left out); a regex or list of regexes (re.search on the module name)
 ) -> dict[str, nn.Linear]:
     "The linear layers to sketch, by module name, in model order."
     lin = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
-    if layers is None: return lin
+    if layers is None:
+        held = [id(p) for m in model.modules() if not isinstance(m, nn.Linear) for p in m.parameters(recurse=False)]
+        return {n: m for n, m in lin.items() if id(m.weight) not in held}
     pats = [layers] if isinstance(layers, str) else list(layers)
     for p in pats:
         if not any(re.search(p, n) for n in lin):
@@ -294,7 +297,9 @@ def explicit_grads(
         xi_i = None if xi is None else (xi[i] if torch.as_tensor(xi).dim() == 3 else xi)
         model.zero_grad()
         with torch.enable_grad(), gated(model, xi_i, unit):
-            loss = loss_fn(model(**one).logits.float(), torch.as_tensor(batch['labels'])[i][None], reduction='mean')
+            y = torch.as_tensor(batch['labels'])[i]
+            y = y[keep] if y.dim() else y                                     # a token objective's labels: the example's own tokens
+            loss = loss_fn(model(**one).logits.float(), y[None], reduction='mean')
             gs = torch.autograd.grad(loss, [l.weight for l in lin.values()])
         out.append(torch.cat([g.flatten() for g in gs]))
     return torch.stack(out)                                                # (B, Σ m·n)
@@ -322,9 +327,9 @@ def iter_sketches(
     progress:bool=True,       # tqdm bar
     unit:Unit|None=None,      # what a lone (L, n) mask gates; None: a `Masks`' own unit, heads for a tensor
 ):
-    "Yield (start, sketches (B, dim), pred (B,), loss (B,)) per batch of rows [start, stop)."
+    "Yield (start, sketches (B, dim), outcomes {name: (B,)}, loss (B,)) per batch of rows [start, stop) (`modtrace.objectives.outcomes`)."
     model, stop = sketcher.model, len(ds) if stop is None else stop
-    missing = [c for c in ('input_ids', 'lang', 'label') if c not in ds.column_names]
+    missing = [c for c in ('input_ids', 'lang', 'label') if c not in ds.column_names and not (c == 'label' and 'labels' in ds.column_names)]
     if missing: raise SketchError(f"The split lacks column(s) {missing}; it has {ds.column_names}. Tokenize it (`modtrace.data.tokenize`).")
     langs = languages(ds)
     unit = unit or unit_of(xi)
@@ -333,4 +338,4 @@ def iter_sketches(
     for i, batch in zip(range(start, stop, batch_size), tqdm(batches, desc='sketch', disable=not progress, leave=False)):
         S, logits = sketcher(batch, example_masks(xi, batch['lang_id'], langs) if xi is not None else None, unit)
         loss = sketcher.loss_fn(logits.float(), batch['labels'].to(logits.device), reduction='none')
-        yield i, S.cpu(), logits.argmax(-1).cpu(), loss.cpu()
+        yield i, S.cpu(), {k: v.cpu() for k, v in outcomes(logits, batch['labels'].to(logits.device)).items()}, loss.cpu()

@@ -209,8 +209,9 @@ def _texts(v) -> str:
     return str(v).strip()
 
 def _labels(spec, col, where) -> list:
-    "The raw label column as label values, checked against the task's label set."
+    "The raw label column as label values, checked against the task's label set (a token task's tag lists, flattened)."
     allowed = spec.class_map
+    if getattr(spec, 'tags', False): col = [t for v in col for t in (v if isinstance(v, (list, tuple, np.ndarray)) else [v])]
     ys = [label_value(v) for v in col]
     bad = sorted({repr(v) for v, y in zip(col, ys) if y not in allowed})
     if bad: raise DataError(f"{where}: values of {spec.label_field!r} outside {spec.name}'s label set {spec.labels}: "
@@ -230,7 +231,8 @@ def _standardize(
     stem:str,         # prefix for ids synthesised from row order
     drop_empty=False, # drop rows with an empty text instead of raising (hub data)
 ) -> pd.DataFrame:
-    "Check raw rows and turn them into the standard columns id, lang, text, text_pair, label, orig_label."
+    "Check raw rows and turn them into the standard columns id, lang, text, text_pair, label, orig_label (+ tokens)."
+    if getattr(spec, 'tags', False): return _standardize_tags(spec, df, lang, where, stem)
     for f in (*spec.fields, spec.label_field):
         if f not in df.columns and f not in spec.optional_fields:
             raise DataError(f"{where} has no field {f!r} (task {spec.name} needs {', '.join((*spec.fields, spec.label_field))}; "
@@ -250,6 +252,29 @@ def _standardize(
     text, pair = (parts[0], parts[1]) if spec.is_pair else ([join_texts(p) for p in zip(*parts)], [''] * len(ids))
     out = pd.DataFrame({'id': ids, 'lang': lang, 'text': text, 'text_pair': pair, 'label': y, 'orig_label': orig})
     return out[out['label'].notna()].astype({'label': int}).reset_index(drop=True)
+
+# %% ../nbs/01_sources.ipynb #c051u
+def _is_list(v) -> bool: return isinstance(v, (list, tuple, np.ndarray))
+
+def _standardize_tags(spec, df:pd.DataFrame, lang:str, where, stem:str) -> pd.DataFrame:
+    "A token task's rows checked (a word list and a tag per word) as id, lang, tokens, text, text_pair, label (tag ids), orig_label."
+    (words,), tags = spec.fields, spec.label_field
+    for f in (words, tags):
+        if f not in df.columns: raise DataError(f"{where} has no field {f!r} (token task {spec.name} needs {words} and {tags}; "
+                                                f"the file has: {', '.join(map(str, df.columns)) or 'no fields'}).", option='fields', field=f)
+    ids = df['id'].map(str).tolist() if 'id' in df.columns else [f"{stem}-{k}" for k in range(len(df))]
+    bad = [i for i, w, t in zip(ids, df[words], df[tags]) if not (_is_list(w) and _is_list(t) and 0 < len(w) == len(t))
+           or not all(isinstance(x, str) and x.strip() for x in w)]
+    if bad: raise DataError(f"{where}: {len(bad)} row(s) without a non-empty list of words and one {tags!r} tag per word, "
+                            f"e.g. id {', '.join(bad[:5])}.")
+    dup = pd.Series(ids)[pd.Series(ids).duplicated()].unique()
+    if len(dup): raise DataError(f"{where}: duplicate ids, e.g. {', '.join(dup[:5])}.")
+    _labels(spec, df[tags].tolist(), where)
+    cm, toks = spec.class_map, [[str(x).strip() for x in w] for w in df[words]]
+    y = [[cm[label_value(t)] for t in ts] for ts in df[tags]]
+    if any(c is None for ys in y for c in ys): raise DataError(f"{where}: a token task cannot drop tags (label_map None).", option='label_map')
+    return pd.DataFrame({'id': ids, 'lang': lang, 'tokens': toks, 'text': [' '.join(w) for w in toks], 'text_pair': '',
+                         'label': y, 'orig_label': [[str(label_value(t)) for t in ts] for ts in df[tags]]})
 
 # %% ../nbs/01_sources.ipynb #s053
 def task_langs(

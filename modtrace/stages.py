@@ -21,7 +21,8 @@ from .tasks import get_task
 from .local import local_model, local_model_spec
 from .finetune import FinetuneResult, finetune, weights_hash
 from .methods import Method
-from .model import ModelError, load_checkpoint, load_classifier, load_tokenizer
+from .model import ModelError, load_checkpoint, load_model, load_tokenizer
+from .objectives import OBJECTIVES, Objective, study_objective
 from .units import HEADS, Masks, Unit, check_masks, load_masks, random_mask, save_masks, unit_named
 from .pool import LocalPool, importable
 from .run import RunError, RunFolder, Stage, fingerprint
@@ -98,8 +99,13 @@ class StudyData:
     workers: int = 1          # local processes sharing the work (`study_workers`): chosen once, when the model is known
     unit: Unit = HEADS        # what the subnetworks are made of (`--unit`)
     masks: Masks|None = None  # the mask file's masks (`--masks FILE`), checked once when the study starts
+    objective: Objective = OBJECTIVES['classify']  # what is trained and traced (`--objective`, the task's kind)
     @property
-    def ft(self) -> dict: return dict(lr=self.hp['lr'], epochs=self.hp['epochs'], batch_size=self.hp['batch_size'], seed=self.hp['seed'])
+    def ft(self) -> dict: return dict(lr=self.hp['lr'], epochs=self.hp['epochs'], batch_size=self.hp['batch_size'], seed=self.hp['seed'],
+                                      loss_fn=self.objective.loss_fn)
+    def model(self):
+        "A fresh copy of the model the study starts from, with its objective's head."
+        return self.objective.load(self.path, num_labels=self.spec.num_labels, seed=self.hp['seed'])
 
 # %% ../nbs/21_stages.ipynb #s016
 def processes() -> PartialState:
@@ -160,16 +166,20 @@ def prepare(c:StudyConfig, log=print, ps=None) -> StudyData:
     except DataError as e: raise OptionError('allow_overlap', str(e).replace('pass allow=True', 'pass {opt}')) from None
     langs = list(dict.fromkeys(column(raw['train'], 'lang')))
     path = _model_path(spec, c.model, c.seed, raw['train'], c.progress)
-    tok, arch = load_tokenizer(path), load_classifier(path, num_labels=spec.num_labels, seed=c.seed)
-    log(f"[{spec.name}] model ready ({time.time() - t0:.0f} s): {path}")
+    tok = load_tokenizer(path)
+    arch = load_model(path, 'lm' if c.objective == 'lm' else 'token' if spec.tags else 'sequence', num_labels=spec.num_labels, seed=c.seed)
+    obj = study_objective(spec, c.objective, arch.config)                # (lm: causal for a decoder, masked for an encoder)
+    log(f"[{spec.name}] model ready ({time.time() - t0:.0f} s): {path}" + ('' if obj.name == 'classify' else f"; objective {obj.name}"))
     max_length = min(c.max_length, tok.model_max_length)
     hp = dict(task=spec.name, model=str(path), weights=weights_hash(arch), data=data_fingerprint(raw), seed=c.seed,
               max_length=max_length, lr=spec.lr if c.lr is None else c.lr,
               epochs=spec.epochs if c.epochs is None else c.epochs, batch_size=c.batch_size,
-              processes=ps.num_processes)                                 # (data-parallel training sums other batches: other weights)
-    d = StudyData(spec, str(path), tok, {k: tokenize(v, tok, max_length) for k, v in raw.items()}, hp,
-                  arch.to(ps.device), langs, tracin_checkpoints(c.tracin_epochs or spec.tracin_epochs, hp['epochs']), ps,
-                  study_workers(c.workers, c.threads, ps, arch), unit_named(c.unit))
+              processes=ps.num_processes,                                 # (data-parallel training sums other batches: other weights)
+              **({} if obj.name == 'classify' else {'objective': obj.name}))   # (the paper's objective keeps its keys)
+    try: sets = {k: obj.encode(v, tok, max_length, c.seed) for k, v in raw.items()}
+    except ValueError as e: raise OptionError('objective', "{opt} %s with %s: %s" % (c.objective, path, e)) from None
+    d = StudyData(spec, str(path), tok, sets, hp, arch.to(ps.device), langs, tracin_checkpoints(c.tracin_epochs or spec.tracin_epochs, hp['epochs']),
+                  ps, study_workers(c.workers, c.threads, ps, arch), unit_named(c.unit), objective=obj)
     check_against_data(c, d)
     d = replace(d, masks=mask_file(c, d))
     log(f"[{spec.name}] {len(raw['train'])} train / {len(raw['dev'])} dev / {len(raw['test'])} test examples; languages {langs}")
@@ -236,7 +246,6 @@ def check_disk(run:RunFolder, plan:dict, log=print):
 # %% ../nbs/21_stages.ipynb #s026b
 def step_seconds(d:StudyData, batch_size:int, repeat:int=2) -> float:
     "Seconds of one training step (forward and backward) of the study's model on a batch of its own training examples."
-    import torch.nn.functional as F
     batch = next(iter(example_loader(d.splits['train'].select(range(min(batch_size, len(d.splits['train'])))), d.arch.config.pad_token_id,
                                      batch_size=batch_size)))
     batch = {k: v.to(d.arch.device) for k, v in batch.items() if k in ('input_ids', 'attention_mask', 'token_type_ids', 'labels')}
@@ -246,7 +255,7 @@ def step_seconds(d:StudyData, batch_size:int, repeat:int=2) -> float:
         d.arch.eval()
         for _ in range(repeat):
             t0 = time.perf_counter()
-            F.cross_entropy(d.arch(**batch).logits, labels).backward()
+            d.objective.loss_fn(d.arch(**batch).logits, labels, reduction='mean').backward()
             t.append(time.perf_counter() - t0)
     d.arch.zero_grad(set_to_none=True); d.arch.train(was)
     return min(t)
@@ -276,14 +285,14 @@ def load_finetune(d:StudyData, out:Path) -> FinetuneResult:
     "A finished fine-tuning run: its results, and a classifier holding its last epoch's weights."
     import json
     res = json.loads((out/'results.json').read_text())
-    model = load_classifier(d.path, num_labels=d.spec.num_labels, seed=d.hp['seed']).to(d.arch.device if d.arch is not None else 'cpu')
+    model = d.model().to(d.arch.device if d.arch is not None else 'cpu')
     load_checkpoint(model, out/f"epoch-{d.hp['epochs']}")
     return FinetuneResult(out, res, model)
 
 def finetune_into(d:StudyData, name:str, masks:dict|None, progress:bool, log, out:Path):
     "Full fine-tuning (`masks` None) or SFT through `masks` from the pretrained model, into the folder `out` (resumable)."
     t0 = time.time()
-    finetune(load_classifier(d.path, num_labels=d.spec.num_labels, seed=d.hp['seed']), d.tok, d.splits, out, masks=masks,
+    finetune(d.model(), d.tok, d.splits, out, masks=masks,
              progress=progress, **d.ft)
     log(f"[{d.hp['task']}] {name} fine-tuning done ({time.time() - t0:.0f} s): {out.name}")
 

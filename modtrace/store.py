@@ -166,6 +166,16 @@ def _resume(path:Path, header:dict):
     write_json(path/'header.json', header)
     return arr, {'done': 0, 'chunks': []}
 
+# %% ../nbs/11_store.ipynb #c023m
+def _chunk_meta(outs, ids, langs, labels) -> dict:
+    "A chunk's metadata: id, lang, loss, correct, and label/pred (classes) or tokens/right (a token objective's counts)."
+    out = {k: torch.cat([o[2][k] for o in outs]).tolist() for k in outs[0][2]}
+    loss = torch.cat([o[3] for o in outs]).tolist()
+    if 'pred' in out:
+        return {'id': ids, 'lang': langs, 'label': labels, 'pred': out['pred'], 'loss': loss,
+                'correct': [p == l for p, l in zip(out['pred'], labels)]}
+    return {'id': ids, 'lang': langs, 'tokens': out['tokens'], 'right': out['right'], 'loss': loss, 'correct': [True] * len(ids)}
+
 # %% ../nbs/11_store.ipynb #c018
 def _finish(path:Path, prog:dict, n:int):
     "Gather the chunks' metadata into meta.json, then write complete.json (last)."
@@ -206,18 +216,15 @@ def build_store(
         return st
     arr, prog = _resume(path, header)
     n, written = len(ds), 0
-    labels = column(ds, 'label')
+    labels = column(ds, 'label') if 'label' in ds.column_names else [None] * n
     with sk, tqdm(total=n, initial=prog['done'], desc=f'sketch {path.name}', disable=not progress, leave=False) as bar:
         for c in range(prog['done'], n, chunk_size):
             if stop_after is not None and written >= stop_after: return None
             stop = min(c + chunk_size, n)
             outs = list(iter_sketches(sk, ds, xi, batch_size, start=c, stop=stop, progress=False, unit=unit))
             S = torch.cat([o[1] for o in outs]).to(getattr(torch, arr.dtype.name)).numpy()   # (rows, dim); torch rounds as numpy does, 40x faster
-            pred, loss = (torch.cat([o[i] for o in outs]).tolist() for i in (2, 3))
             arr[c:stop] = S; arr.flush()                                             # 1. the rows, on disk
-            lab = labels[c:stop]
-            write_json(path/f'meta-{c:08d}.json', {'id': header['ids'][c:stop], 'lang': list(ds['lang'][c:stop]),
-                        'label': lab, 'pred': pred, 'loss': loss, 'correct': [p == l for p, l in zip(pred, lab)]})
+            write_json(path/f'meta-{c:08d}.json', _chunk_meta(outs, header['ids'][c:stop], list(ds['lang'][c:stop]), labels[c:stop]))
             prog['chunks'].append([c, stop, _crc(arr[c:stop])]); prog['done'] = stop  # 2. metadata, 3. progress
             write_json(path/'progress.json', prog)
             written += 1; bar.update(stop - c)

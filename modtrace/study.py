@@ -110,7 +110,8 @@ def run_study(
         if run.main:
             found = checks(run, d, c, runs['full'], xi, te, tr, method, log)
             ctx = ResultInputs(shares, {k: runs[r].results['epochs'] for k, r in RUNS.items()}, xi, variants, focus, comp,
-                               d.spec.relatedness(c.seed) if d.spec.relatedness else None, c.n_boot, c.seed, c.top_m, *found.pop('frames'))
+                               d.spec.relatedness(c.seed) if d.spec.relatedness else None, c.n_boot, c.seed, c.top_m, *found.pop('frames'),
+                               metric=runs['full'].metric)
             finish(run, d, c, runs, ctx, sub, {'lape' if c.select == 'lape' else 'prune': pruned, 'influence': used, **found}, log)
         ps.wait_for_everyone()
     return Study.load(run.path)
@@ -171,7 +172,8 @@ def study_choices(xi:dict, c:StudyConfig, spec, log=print) -> tuple[str, list, l
 def log_summary(run:RunFolder, res:dict, log=print):
     "Table 2 and, where the task knows its relatedness (the demo), the planted-truth check, in the log."
     log(f"[{run.path.name}] results and figures -> {run.path/'figures'}\n"
-        f"test accuracy (%) per language (Table 2):\n{res['table2_accuracy'].set_index('lang').round(1).to_string()}")
+        f"test {'perplexity' if res['table2_accuracy'].columns[-1].endswith('(perplexity)') else 'accuracy (%)'} per language "
+        f"(Table 2):\n{res['table2_accuracy'].set_index('lang').round(1).to_string()}")
     if note := health_note(res.get('model_health')):
         log(f"[{run.path.name}] WARNING {note}. Influence shares of such a model are noise: see {run.path/'figures'/'model_health.csv'}.")
     if 'relatedness_vs_influence_stats' in res:

@@ -11,8 +11,9 @@ import pandas as pd, yaml
 from .sources import DataError, HubSource, SPLITS, check_files, found_languages, label_value
 
 # %% auto #0
-__all__ = ['TASKS', 'CONFIG_EXTS', 'binarize', 'XNLI_HUB', 'CONFIG_KEYS', 'TaskSpec', 'register_task', 'load_task_plugins',
-           'get_task', 'map_label', 'data_languages', 'read_config', 'check_task_data', 'task_from_config']
+__all__ = ['TASKS', 'CONFIG_EXTS', 'binarize', 'XNLI_HUB', 'UPOS', 'CONFIG_KEYS', 'TaskSpec', 'register_task',
+           'load_task_plugins', 'get_task', 'map_label', 'data_languages', 'read_config', 'check_task_data',
+           'task_from_config']
 
 # %% ../nbs/01_tasks.ipynb #c013
 def _class_map(name, labels, label_map, class_names) -> dict:
@@ -64,6 +65,7 @@ class TaskSpec:
     data: str|None = None             # local data folder used when none is passed (a config task's); None: make_data / hub
     split_files: dict|None = None     # default {split: file stem}, e.g. {'train': 'train_from_dev'}
     source: str|None = None           # the config file that defined the task; None: defined in code
+    tags: bool = False                # a token task: `fields` is one field of words, `label_field` a tag per word (udpos)
 
     def __post_init__(self): _class_map(self.name, self.labels, self.label_map, self.class_names)
 
@@ -150,6 +152,9 @@ register_task(TaskSpec('marc', ('zh','en','fr','de','es'), ('review_title','revi
                        False, hub=HubSource('mteb/amazon_reviews_multi', adapt=_marc_from_hub),
                        optional_fields=('review_title',), label_map={1: 0, 2: 0, 3: None, 4: 1, 5: 1},
                        class_names=('negative', 'positive')));
+UPOS = ('ADJ', 'ADP', 'ADV', 'AUX', 'CCONJ', 'DET', 'INTJ', 'NOUN', 'NUM', 'PART', 'PRON', 'PROPN', 'PUNCT', 'SCONJ', 'SYM', 'VERB', 'X')
+register_task(TaskSpec('udpos', ('en','de','fr','es','ru','ko'), ('tokens',), 'upos', UPOS, 2e-5, 3, False, tags=True,
+                       class_names=UPOS));
 
 # %% ../nbs/01_tasks.ipynb #c045
 def data_languages(
@@ -166,6 +171,8 @@ CONFIG_KEYS = {  # key: (required, what it holds)
     'data': (True, "the data folder, relative to the config file"),
     'text': (True, "one or two text fields, e.g. [\"premise\", \"hypothesis\"]"),
     'label': (True, "the label field, e.g. \"label\""),
+    'tokens': (False, "a token task's field of words, e.g. \"tokens\" (instead of text)"),
+    'tags': (False, "a token task's field of tags, one per word, e.g. \"upos\" (instead of label)"),
     'parallel': (True, "true when the same ids are in every language"),
     'lr': (True, "the fine-tuning learning rate, e.g. 2e-5"),
     'epochs': (True, "the fine-tuning epochs, e.g. 4"),
@@ -202,6 +209,12 @@ def _check_keys(cfg:dict, where:str):
         near = {k: difflib.get_close_matches(k, list(CONFIG_KEYS), n=1) for k in unknown}
         hint = ', '.join(f"{k!r}" + (f" (did you mean {near[k][0]!r}?)" if near[k] else '') for k in unknown)
         raise DataError(f"{where}: unknown key(s) {hint}. Known keys: {', '.join(CONFIG_KEYS)}.", option=unknown[0])
+    if 'tokens' in cfg or 'tags' in cfg:
+        if both := [k for k in ('text', 'label') if k in cfg]:
+            raise DataError(f"{where}: a token task gives tokens and tags, not {' and '.join(both)}.", option=both[0])
+        if lone := [k for k in ('tokens', 'tags') if k not in cfg]:
+            raise DataError(f"{where}: a token task needs both tokens and tags; {lone[0]} is missing.", option=lone[0])
+        cfg = {**cfg, 'text': cfg['tokens'], 'label': cfg['tags']}
     missing = [k for k, (req, _) in CONFIG_KEYS.items() if req and k not in cfg]
     if 'labels' not in cfg and 'label_map' not in cfg: missing.append('labels')
     if missing:
@@ -249,8 +262,12 @@ def _config_labels(cfg:dict, where:str) -> tuple[tuple, dict]:
 
 # %% ../nbs/01_tasks.ipynb #c085
 def _config_fields(cfg:dict, where:str) -> dict:
-    "The text fields and pairing of a config: `fields`, `optional_fields`, `pair` of a `TaskSpec`."
+    "The text fields and pairing of a config: `fields`, `optional_fields`, `pair` (and `tags`) of a `TaskSpec`."
     V = lambda k, ok, want, d=None: _value(cfg, k, where, ok, want, d)
+    if 'tokens' in cfg:
+        words, tags = V('tokens', _is_text, 'the field of words, e.g. "tokens"'), V('tags', _is_text, 'the field of tags, e.g. "upos"')
+        if words == tags: raise DataError(f"{where}: tokens and tags name the same field {words!r}.", option='tags')
+        return dict(fields=(words,), optional_fields=(), pair=False, label_field=tags, tags=True)
     text = V('text', lambda v: _is_text(v) or (_is_texts(v) and len(v) >= 1), 'a text field name or a list of one or two, e.g. ["premise", "hypothesis"]')
     text = [text] if isinstance(text, str) else text
     opt = V('optional_text', _is_texts, 'a list of text fields', [])

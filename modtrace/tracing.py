@@ -30,13 +30,14 @@ __all__ = ['EXACT_BUDGET', 'CHECK_D', 'share_table', 'read_shares', 'influence_s
 # %% ../nbs/22_tracing.ipynb #t005
 def share_table(summed, final:pd.DataFrame) -> pd.DataFrame:
     "Every test example's training-language shares of its top-m sets, summed (`sum`) and per checkpoint, with the final model's verdict."
-    correct, pred, label = (final[c].to_numpy() for c in ('correct', 'pred', 'label'))
+    verdict = ('correct', 'pred', 'label') if 'pred' in final.columns else ('correct', 'tokens', 'right', 'loss')   # a token objective's counts
+    cols = {c: final[c].to_numpy() for c in verdict}
     runs = [('sum', summed)] + [(str(ck.get('epoch') if isinstance(ck, dict) else ck), inf) for ck, inf in zip(summed.checkpoints, summed.per_checkpoint)]
     frames = []
     for epoch, inf in runs:
         for which in ('pos', 'neg'):
             s = example_shares(inf, which)
-            s['correct'], s['pred'], s['label'] = correct, pred, label
+            for c, v in cols.items(): s[c] = v
             frames.append(s.assign(epoch=epoch, which=which))
     return pd.concat(frames, ignore_index=True)
 

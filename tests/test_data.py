@@ -35,7 +35,7 @@ def test_registry_defaults():
     assert get_task(x) is x
 
 def test_unknown_task_lists_known_ones():
-    with pytest.raises(DataError, match=r"Unknown task .mnli.. Known tasks: demo, demo_single, marc, pawsx, xnli"): get_task('mnli')
+    with pytest.raises(DataError, match=r"Unknown task .mnli.. Known tasks: demo, demo_single, marc, pawsx, udpos, xnli"): get_task('mnli')
     with pytest.raises(DataError, match='Unknown task'): load_splits('mnli')
 
 def test_task_plugins_come_by_entry_point(monkeypatch):
