@@ -53,7 +53,7 @@ class StudyConfig:
     lr:float|None=None          # learning rate; default: the task's
     batch_size:int=32           # examples per batch
     max_length:int=128          # truncation length in tokens
-    method:str='tracin'         # the attribution method, a name in `modtrace.methods.METHODS` (checked by the study): tracin (Eq. 2, sketched)
+    method:list[str]|None=None  # the attribution method(s), names in `modtrace.methods.METHODS`: tracin (Eq. 2, sketched; the default), gradient-dot, tracin-exact; several: each one's results in figures/METHOD/ and their agreement
     tracin_epochs:list[int]|None=None  # checkpoints TracIn sums over (Eq. 2); default: the task's (every epoch)
     top_m:int=100               # proponents and opponents kept per test example (Sec. 4.3)
     norm:Literal['cos', 'dot', 'train', 'layer_cos']='cos'  # TracIn: cosine (Eq. 2), dot product, training side only, or the mean of per-layer cosines
@@ -132,7 +132,9 @@ def _normalised(c:StudyConfig) -> dict:
          "{opt} must be regular expressions matched against module names (e.g. 'attention' 'classifier'), not %r." % (layers,))
     langs = None if c.langs is None else list(dict.fromkeys(c.langs))
     need(langs is None or len(langs) >= 2, 'langs', "{opt} needs at least 2 languages (the study compares languages), not %r." % (langs,))
-    return dict(sketch_layers=None if layers is None else list(layers), langs=langs, out=str(c.out),
+    methods = [c.method] if isinstance(c.method, str) else list(dict.fromkeys(c.method or ['tracin']))
+    need(len(methods) > 0 and all(isinstance(m, str) and m for m in methods), 'method', "{opt} takes method names, not %r." % (c.method,))
+    return dict(sketch_layers=None if layers is None else list(layers), langs=langs, out=str(c.out), method=methods,
                 compose=[_pair(p) for p in c.compose] if c.compose else None,
                 masks=str(Path(c.masks).resolve()) if c.masks not in (None, 'random') else c.masks,   # one name for one file
                 data=None if c.data is None else str(Path(c.data).resolve()),

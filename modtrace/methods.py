@@ -18,8 +18,8 @@ from .store import SketchStore, sketch_checkpoints
 from .units import Unit, unit_of
 
 # %% auto #0
-__all__ = ['SKETCH', 'METHODS', 'Method', 'example_keys', 'sketch_options', 'sketch_stage', 'TracIn', 'register_method',
-           'method_named', 'subset_draws', 'lds', 'retrained_outputs']
+__all__ = ['SKETCH', 'METHODS', 'Method', 'example_keys', 'sketch_options', 'sketch_stage', 'TracIn', 'GradientDot',
+           'ExactTracIn', 'register_method', 'method_named', 'subset_draws', 'lds', 'retrained_outputs']
 
 # %% ../nbs/18_methods.ipynb #m005
 class Method:
@@ -100,6 +100,29 @@ class TracIn(Method):
             for _ in iter_sketches(sk, rows, None, 64, progress=False): pass
         return (time.perf_counter() - t0) / len(rows)
 
+# %% ../nbs/18_methods.ipynb #m008h
+class GradientDot(TracIn):
+    "The gradient dot product summed over checkpoints (TracIn without the cosine): TracIn's sketches, other scores."
+    name, label = 'gradient-dot', 'gradient dot product'
+    def options(self, c): return {'norm': 'dot'}
+    def score(self, test, train, m, c): return influence(test, train, m=m, norm='dot', progress=False, per_checkpoint=True)
+
+class ExactTracIn(TracIn):
+    "TracIn (Eq. 2) from the full per-example gradients of the sketched layers, without projection (small models)."
+    name, label = 'tracin-exact', 'TracIn (exact gradients)'
+    def features(self, run, ft, ds, xi, d, c, pool=None, log=print):
+        ps = d.ps if d.ps is not None and d.ps.num_processes > 1 else None
+        return sketch_stage(run, ft, d.arch, ds, xi, d.tracin_epochs, c.progress, log, ps, pool, d.unit,
+                            **{**sketch_options(c), 'exact': True, 'dtype': 'float32'})
+    def row_bytes(self, arch, c, n_checkpoints):
+        return Sketcher(arch, exact=True, layers=c.sketch_layers).dim * 4 * n_checkpoints
+    def row_seconds(self, arch, ds, c, n:int=16):
+        rows = ds.select(range(min(n, len(ds))))
+        with torch.random.fork_rng(devices=[]), Sketcher(arch, exact=True, layers=c.sketch_layers) as sk:
+            t0 = time.perf_counter()
+            for _ in iter_sketches(sk, rows, None, 16, progress=False): pass
+        return (time.perf_counter() - t0) / len(rows)
+
 # %% ../nbs/18_methods.ipynb #m010
 METHODS = {}   # name -> `Method`: what `--method` can name
 
@@ -114,7 +137,7 @@ def method_named(name:str) -> Method:
         raise OptionError('method', "{opt} must be one of %s, not %r." % (', '.join(sorted(METHODS)), name))
     return METHODS[name]
 
-register_method(TracIn())
+for _m in (TracIn(), GradientDot(), ExactTracIn()): register_method(_m)
 
 # %% ../nbs/18_methods.ipynb #q002
 def subset_draws(

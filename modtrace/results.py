@@ -381,6 +381,7 @@ def plot_result(
     xi:dict,                  # the subnetworks (the mask figures draw them)
     path=None,                # file stem to write .png/.svg/.csv, or None
     top_m:int=100, focus:str='',  # for the titles
+    label:str|None=None,      # the attribution method's label, put before the title (studies of several methods)
 ):
     "Draw (and write) one result of the study in the paper's form; tables come back as DataFrames."
     (r, stem), u = _entry(name, focus, unit_of(xi)), unit_of(xi)
@@ -390,6 +391,7 @@ def plot_result(
         if path is not None: atomic_write(Path(path).with_suffix('.csv'), lambda t: df.to_csv(t, index=False))
         return df
     title = r.title.format(m=top_m, focus=focus, **unit_words(u))          # titles name the subnetworks' unit
+    if label: title = f"{label}: {title}"
     title = '\n'.join(t for t in (title, health_note(results.get('model_health'))) if t)
     return r.plot(df, path, title, SimpleNamespace(results=results, xi=xi))
 
@@ -401,8 +403,9 @@ def write_results(
     out,                      # the folder (emptied first: no file of an older result survives)
     xi:dict,                  # the subnetworks
     top_m:int=100, focus:str='',
+    label:str|None=None,      # the attribution method's label, before every title (studies of several methods)
 ) -> list[Path]:
     "Every result under `out`, named after the paper's item: .csv always, .png and .svg for figures."
     out = Path(out); shutil.rmtree(out, ignore_errors=True); out.mkdir(parents=True)
-    for name in results: plot_result(name, results, xi, out/name, top_m, focus)
+    for name in results: plot_result(name, results, xi, out/name, top_m, focus, label)
     return sorted(out.glob('*.csv'))

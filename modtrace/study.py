@@ -5,7 +5,7 @@
 # %% ../nbs/23_study.ipynb #u002
 from __future__ import annotations
 import json, os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 import pandas as pd, torch, transformers
 from fastcore.basics import patch
@@ -18,11 +18,12 @@ from .results import RUNS, ResultInputs, default_choices, health_note, plot_resu
 from .run import RunError, RunFolder
 from .stages import StudyData, check_disk, disk_plan, fine_tune_all, log_time_plan, prepare, processes, step_seconds, study_workers, time_plan
 from .subnetworks import mask_intersection
-from .tracing import drop_stores, estimator_stage, groups_stage, read_shares, results_stage, specificity_stage, trace
+from .tracing import (agreement_stage, drop_stores, estimator_stage, groups_stage, read_shares, results_stage, specificity_stage,
+                              trace)
 
 # %% auto #0
 __all__ = ['Study', 'accuracy_frame', 'environment', 'record_study', 'run_study', 'plan', 'measured_times', 'checks', 'finish',
-           'study_choices', 'log_summary']
+           'compare_methods', 'study_choices', 'log_summary']
 
 # %% ../nbs/23_study.ipynb #u011
 @dataclass
@@ -35,6 +36,8 @@ class Study:
     results: dict = field(repr=False)   # every result, keyed by its file stem under `figures`
     shares: pd.DataFrame = field(default=None, repr=False)  # every variant's shares (a `variant` column)
     stale: dict = field(default_factory=dict)  # {stage folder: the functions that changed} for stages made by other code than the installed
+    by_method: dict = field(default_factory=dict, repr=False)  # {method: its results} for every method after the first (`--method` A B ...)
+    agreement: pd.DataFrame|None = field(default=None, repr=False)  # every pair of methods' agreement (`modtrace.tracing.method_agreement`)
     @property
     def figures(self) -> Path: return self.run/'figures'
     @property
@@ -57,9 +60,14 @@ def load(cls:Study, run) -> Study:
     rec = json.loads((rf.path/'study.json').read_text())
     st = rec['stages']
     shares = pd.concat([read_shares(rf.path/f)[0].assign(variant=v) for v, f in st['influence'].items()], ignore_index=True)   # (the stage's own load)
-    folders = [st[k] for k in ('full', 'sft', 'rsft', 'results')] + list(st['influence'].values()) + [st[k] for k in ('prune', 'lape', 'groups', 'estimator', 'specificity') if st.get(k)]
+    more = st.get('methods', {})
+    folders = ([st[k] for k in ('full', 'sft', 'rsft', 'results')] + list(st['influence'].values())
+               + [st[k] for k in ('prune', 'lape', 'groups', 'estimator', 'specificity', 'agreement') if st.get(k)]
+               + [f for m in more.values() for f in [m['results'], *m['influence'].values()]])
     return cls(rf.path, rec['settings'], pd.read_csv(rf.path/'accuracy.csv', index_col=0, header=[0, 1]),
-               load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders))
+               load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders),
+               {k: pd.read_pickle(rf.path/m['results']/'results.pkl') for k, m in more.items()},
+               pd.read_csv(rf.path/st['agreement']/'agreement.csv') if st.get('agreement') else None)
 
 # %% ../nbs/23_study.ipynb #u014
 def accuracy_frame(runs:dict) -> pd.DataFrame:
@@ -92,7 +100,7 @@ def run_study(
 ) -> Study:
     "The whole study, stage by stage cached under OUT/TASK; every result of the paper."
     c, ps = cfg or StudyConfig.make(config, **options), processes()
-    method = method_named(c.method)                                     # (an unknown method: refused now)
+    methods = [method_named(m) for m in c.method]                       # (an unknown method: refused now)
     need(c.cpu_kernels is None or cpu_kernels_in_use(c.cpu_kernels), 'cpu_kernels',
          "{opt} %s: this Python process was started without the pins (torch uses %s): start it with %s (the command line does this itself)."
          % (c.cpu_kernels, torch.backends.cpu.get_cpu_capability(), ' '.join(f'{k}={v}' for k, v in cpu_kernels_env(c.cpu_kernels or 'avx2').items())))
@@ -102,26 +110,30 @@ def run_study(
     with hf_quiet(), torch_threads(c.threads), run.lock():
         ps.wait_for_everyone()                                           # the main process holds the lock for all of them
         with ps.main_process_first(): d = prepare(c, log, ps)            # shared caches (the demo's model) built once
-        if run.main: plan(run, d, c, method, log)
+        if run.main: plan(run, d, c, methods, log)
         runs, xi, rxi, pruned = fine_tune_all(run, d, c, log)
         focus, sub, comp = study_choices(xi, c, d.spec, log)
         variants = study_variants(xi, rxi, focus, sub, comp)
-        shares, used, (te, tr) = trace(run, runs, d, variants, c, method, log)
+        traced = {m.name: trace(run, runs, d, variants, c, m, log) for m in methods}   # (methods on the same sketches share them)
+        shares, used, (te, tr) = traced[methods[0].name]
         if run.main:
-            found = checks(run, d, c, runs['full'], xi, te, tr, method, log)
+            found = checks(run, d, c, runs['full'], xi, te, tr, methods[0], log)
             ctx = ResultInputs(shares, {k: runs[r].results['epochs'] for k, r in RUNS.items()}, xi, variants, focus, comp,
                                d.spec.relatedness(c.seed) if d.spec.relatedness else None, c.n_boot, c.seed, c.top_m, *found.pop('frames'),
                                metric=runs['full'].metric)
-            finish(run, d, c, runs, ctx, sub, {'lape' if c.select == 'lape' else 'prune': pruned, 'influence': used, **found}, log)
+            finish(run, d, c, runs, ctx, sub, {'lape' if c.select == 'lape' else 'prune': pruned, 'influence': used, **found}, log,
+                   methods, traced)
         ps.wait_for_everyone()
     return Study.load(run.path)
 
 # %% ../nbs/23_study.ipynb #u008
-def plan(run:RunFolder, d:StudyData, c:StudyConfig, method, log=print):
-    "The disk the study will take (refused if short) and the time it will take, said before any work."
-    disk = disk_plan(d, c, method)
-    check_disk(run, disk, log)
-    step, row = step_seconds(d, c.batch_size), method.row_seconds(d.arch, d.splits['train'], c)
+def plan(run:RunFolder, d:StudyData, c:StudyConfig, methods:list, log=print):
+    "The disk the study will take (refused if short) and the time it will take, said before any work; methods reading the same features count them once."
+    methods = list({type(m).features: m for m in (methods if isinstance(methods, list) else [methods])}.values())
+    disks = [disk_plan(d, c, m) for m in methods]
+    disk = {'checkpoints': disks[0]['checkpoints'], 'stores': sum(x['stores'] for x in disks), 'rows': disks[0]['rows']}
+    check_disk(run, {**disk, 'total': disk['checkpoints'] + disk['stores']}, log)
+    step, row = step_seconds(d, c.batch_size), sum(m.row_seconds(d.arch, d.splits['train'], c) for m in methods)
     log_time_plan(time_plan(d, c, disk, step, row), step, log, d.spec.name)
 
 def measured_times(run:RunFolder, stages:dict) -> dict:
@@ -145,9 +157,13 @@ def checks(run:RunFolder, d:StudyData, c:StudyConfig, full, xi:dict, te:list, tr
     return {**{k: name for k, (_, name) in got.items()}, 'frames': tuple(df for df, _ in got.values())}
 
 # %% ../nbs/23_study.ipynb #u009
-def finish(run:RunFolder, d:StudyData, c:StudyConfig, runs:dict, ctx:ResultInputs, sub:list, stages:dict, log=print):
-    "Stages 6-7, in the main process: every result and figure, the study's records, the log's summary, the report."
-    res, stages['results'] = results_stage(run, ctx, {k: v for k, v in stages.items() if k not in ('prune', 'lape')})
+def finish(run:RunFolder, d:StudyData, c:StudyConfig, runs:dict, ctx:ResultInputs, sub:list, stages:dict, log=print,
+           methods:list|None=None, traced:dict|None=None):
+    "Stages 6-7, in the main process: every result and figure (each further method's too, and their agreement), the study's records, the log's summary, the report."
+    several = methods is not None and len(methods) > 1
+    res, stages['results'] = results_stage(run, ctx, {k: v for k, v in stages.items() if k not in ('prune', 'lape')},
+                                           label=methods[0].label if several else None)
+    if several: stages.update(compare_methods(run, c, ctx, methods, traced, stages, log))
     settings = {**{k: v for k, v in asdict(c).items() if k != 'task_table'}, 'task': d.spec.name, 'langs': d.langs,
                 'compose': [list(p) for p in ctx.compose], 'focus': ctx.focus, 'suboptimal': sub, 'tracin_epochs': d.tracin_epochs}
     record_study(run, settings, d.path, stages, runs, d.workers)
@@ -158,6 +174,21 @@ def finish(run:RunFolder, d:StudyData, c:StudyConfig, runs:dict, ctx:ResultInput
     done = [('figures and tables', run.path/'figures')]
     if c.report: done = [('executed notebook', write_report(run.path, log)[0]), *done, ('docs site', run.path/'docs'/'index.html')]
     log(f"[{run.path.name}] done.\n" + '\n'.join(f"  {k}: {v}" for k, v in done))
+
+def compare_methods(run:RunFolder, c:StudyConfig, ctx:ResultInputs, methods:list, traced:dict, stages:dict, log=print) -> dict:
+    "Each further method's results under RUN/figures/METHOD, and every pair's agreement (RUN/figures/method_agreement.csv)."
+    out, base = {}, {k: v for k, v in stages.items() if k not in ('prune', 'lape', 'results', 'groups', 'estimator')}
+    for m in methods[1:]:
+        shares, used, _ = traced[m.name]
+        _, folder = results_stage(run, replace(ctx, shares=shares, groups=None, estimator=None), {**base, 'influence': used},
+                                  run.path/'figures'/m.name, m.label)
+        out[m.name] = {'influence': used, 'results': folder}
+    df, name = run.cached(agreement_stage(run, methods, {k: t[2] for k, t in traced.items()}, {k: t[1] for k, t in traced.items()},
+                                          {k: t[0] for k, t in traced.items()}, c, ctx.langs))
+    atomic_write(run.path/'figures'/'method_agreement.csv', lambda t: df.to_csv(t, index=False))
+    log(f"[{run.path.name}] agreement of the methods (full model; Fig. 10 matrices and top-{c.top_m} sets):\n"
+        f"{df.to_string(index=False, float_format=lambda x: f'{x:.2f}')}")
+    return {'methods': out, 'agreement': name}
 
 def study_choices(xi:dict, c:StudyConfig, spec, log=print) -> tuple[str, list, list]:
     "Fig. 3 and Fig. 19's languages: given, or chosen from the masks' similarity (`default_choices`)."

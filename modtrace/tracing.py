@@ -8,6 +8,7 @@ import re, shutil, time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+from scipy import stats as _stats
 from .aggregate import example_shares
 from .config import StudyConfig
 from .core import atomic_write, column
@@ -25,7 +26,7 @@ from .units import Masks
 # %% auto #0
 __all__ = ['EXACT_BUDGET', 'CHECK_D', 'share_table', 'read_shares', 'influence_stage', 'variant_examples', 'trace',
            'unused_after', 'drop_stores', 'groups_stage', 'estimator_stage', 'estimator_check', 'exact_at',
-           'specificity_stage', 'results_stage']
+           'specificity_stage', 'results_stage', 'share_matrix', 'method_agreement', 'agreement_stage']
 
 # %% ../nbs/22_tracing.ipynb #t005
 def share_table(summed, final:pd.DataFrame) -> pd.DataFrame:
@@ -188,16 +189,54 @@ def specificity_stage(run:RunFolder, d:StudyData, full:FinetuneResult, xi:Masks)
                  lambda out: (pd.read_csv(out/'accuracy.csv'), out.name))
 
 # %% ../nbs/22_tracing.ipynb #t017
-def results_stage(run:RunFolder, ctx:ResultInputs, stages:dict) -> tuple[dict, str]:
+def results_stage(run:RunFolder, ctx:ResultInputs, stages:dict,
+                  figures:Path|None=None,   # where the files go (default RUN/figures; another method's: RUN/figures/METHOD)
+                  label:str|None=None,      # the method's label, put before every figure's title (studies of several methods)
+                 ) -> tuple[dict, str]:
     "Stage 6: `study_results`, keyed by the stages it reads, and every file under RUN/figures; (results, stage folder name)."
     stage = Stage('results', dict(stages=stages, acc=ctx.acc, xi=ctx.xi, focus=ctx.focus, variants=[(v.name, v.label) for v in ctx.variants],
                                   compose=ctx.compose, n_boot=ctx.n_boot, seed=ctx.seed, top_m=ctx.top_m,
                                   relatedness=None if ctx.relatedness is None else ctx.relatedness.to_dict()),
                   lambda out: atomic_write(out/'results.pkl', lambda t: pd.to_pickle(study_results(ctx), t)),
                   lambda out: pd.read_pickle(out/'results.pkl'))
-    res, name, figs = run.cached(stage), run.folder(stage).name, run.path/'figures'
+    res, name, figs = run.cached(stage), run.folder(stage).name, figures or run.path/'figures'
     stamp = figs/'.inputs'
-    if not (stamp.exists() and stamp.read_text() == name):                # the figures of another results stage: written anew
-        write_results(res, figs, ctx.xi, ctx.top_m, ctx.focus)
-        atomic_write(stamp, name)
+    made = name if label is None else f'{name} {label}'
+    if not (stamp.exists() and stamp.read_text() == made):                # the figures of another results stage: written anew
+        write_results(res, figs, ctx.xi, ctx.top_m, ctx.focus, label)
+        atomic_write(stamp, made)
     return res, name
+
+# %% ../nbs/22_tracing.ipynb #t019
+def share_matrix(shares:pd.DataFrame, langs:list, which:str='pos') -> pd.DataFrame:
+    "Fig. 10's matrix (%): the full model's mean training-language share of the top-m set per test language, over the kept test examples."
+    s = shares[(shares.variant == 'full') & (shares.which == which) & (shares.epoch == 'sum')]
+    return 100 * s[s['correct'].astype(bool)].groupby('lang')[langs].mean().reindex(langs)
+
+def method_agreement(
+    tops:dict,       # {method label: `Influence` of the full model's test examples (top-m sets)}
+    shares:dict,     # {method label: the study's shares by that method}
+    langs:list,      # the training languages, in order
+) -> pd.DataFrame:
+    "Each pair of methods: Pearson and Spearman r of their Fig. 10 matrices (positive, negative), and their mean top-m overlap."
+    rows = []
+    for i, a in enumerate(tops):
+        for b in list(tops)[i + 1:]:
+            for which, idx in (('pos', 'top_idx'), ('neg', 'neg_idx')):
+                A, B = (share_matrix(shares[k], langs, which).to_numpy().ravel() for k in (a, b))
+                ok = ~(np.isnan(A) | np.isnan(B))
+                Ta, Tb = (np.asarray(getattr(tops[k], idx)) for k in (a, b))
+                overlap = np.mean([len(set(x) & set(y)) / Ta.shape[1] for x, y in zip(Ta, Tb)])
+                rows.append({'method_a': a, 'method_b': b, 'which': which, 'pearson_r': _stats.pearsonr(A[ok], B[ok])[0],
+                             'spearman_rho': _stats.spearmanr(A[ok], B[ok])[0], 'top_m_overlap': overlap, 'n_test': len(Ta),
+                             'n_cells': int(ok.sum())})
+    return pd.DataFrame(rows)
+
+def agreement_stage(run:RunFolder, methods:list, full:dict, influence:dict, shares:dict, c:StudyConfig, langs:list) -> Stage:
+    "The agreement of every pair of `methods` (`method_agreement`), keyed by each method's influence stage of the full model."
+    def compute(out):
+        tops = {m.label: m.score(*full[m.name], c.top_m, c) for m in methods}
+        df = method_agreement(tops, {m.label: shares[m.name] for m in methods}, langs)
+        atomic_write(out/'agreement.csv', lambda t: df.to_csv(t, index=False))
+    return Stage('agreement', dict(influence={m.name: influence[m.name]['full'] for m in methods}, m=c.top_m, langs=langs), compute,
+                 lambda out: (pd.read_csv(out/'agreement.csv'), out.name), summary=lambda out: {'methods': [m.name for m in methods]})

@@ -1,0 +1,81 @@
+"""Several attribution methods in one study (issue 21): the gradient dot product and exact TracIn as methods, each
+method's results in its own folder, and their agreement, checked against computations of the test's own."""
+import json, re
+import numpy as np, pandas as pd, pytest, torch
+from types import SimpleNamespace
+from test_study import kw
+from modtrace.batching import example_loader
+from modtrace.config import OptionError, StudyConfig
+from modtrace.finetune import checkpoint_dir
+from modtrace.methods import METHODS
+from modtrace.model import load_checkpoint, load_model
+from modtrace.sketch import explicit_grads
+from modtrace.stages import prepare
+from modtrace.store import SketchStore
+from modtrace.study import Study, run_study
+from modtrace.tracing import method_agreement, share_matrix
+torch.set_num_threads(1)
+
+def test_the_methods_are_registered_and_an_unknown_one_is_refused_before_any_work(tmp_path, tiny_folder, shared_data):
+    assert {'tracin', 'gradient-dot', 'tracin-exact'} <= set(METHODS)
+    assert StudyConfig.make(method='gradient-dot').method == ['gradient-dot']                  # one name, or several
+    assert StudyConfig.make(method=['tracin', 'gradient-dot', 'tracin']).method == ['tracin', 'gradient-dot']
+    c = dict(kw(tiny_folder, shared_data, tmp_path)); c.pop('log')
+    with pytest.raises(OptionError, match="method must be one of gradient-dot, tracin, tracin-exact, not 'trak'"):
+        run_study(**c, method=['tracin', 'trak'], log=lambda *a: None)
+    assert not (tmp_path/'pawsx').exists()                                                    # nothing was started
+
+def test_agreement_against_numpy():
+    "Each pair's Fig. 10 correlation and top-m overlap, against np.corrcoef and set intersections by hand."
+    rng = np.random.default_rng(0)
+    langs = ['a', 'b', 'c']
+    def shares(seed):
+        r = np.random.default_rng(seed).dirichlet(np.ones(3), 12)
+        return pd.DataFrame({'variant': 'full', 'which': np.repeat(['pos', 'neg'], 6), 'epoch': 'sum', 'correct': [True] * 11 + [False],
+                             'lang': langs * 4, **{l: r[:, i] for i, l in enumerate(langs)}})
+    tops = {k: SimpleNamespace(top_idx=rng.integers(0, 30, (6, 4)), neg_idx=rng.integers(0, 30, (6, 4))) for k in 'XY'}
+    sh = {'X': shares(1), 'Y': shares(2)}
+    got = method_agreement(tops, sh, langs).set_index('which')
+    for which, idx in (('pos', 'top_idx'), ('neg', 'neg_idx')):
+        mats = []
+        for k in 'XY':
+            s = sh[k][(sh[k].which == which) & sh[k].correct]
+            mats.append(np.array([[100 * s[s.lang == t][l].mean() for l in langs] for t in langs]).ravel())
+        assert got.loc[which, 'pearson_r'] == pytest.approx(np.corrcoef(*mats)[0, 1])
+        by_hand = np.mean([len(set(a) & set(b)) / 4 for a, b in zip(getattr(tops['X'], idx), getattr(tops['Y'], idx))])
+        assert got.loc[which, 'top_m_overlap'] == pytest.approx(by_hand)
+    assert share_matrix(sh['X'], langs).shape == (3, 3)
+
+def test_a_study_of_three_methods(tmp_path, tiny_folder, shared_data):
+    "TracIn, the gradient dot product and exact TracIn: one fine-tuning, shared sketches, each method's results and their agreement."
+    st = run_study(**kw(tiny_folder, shared_data, tmp_path), method=['tracin', 'gradient-dot', 'tracin-exact'], check_estimator=0,
+                   layer_groups=False)
+    run = tmp_path/'pawsx'
+    rec = json.loads((run/'study.json').read_text())
+    assert rec['settings']['method'] == ['tracin', 'gradient-dot', 'tracin-exact']
+    more = rec['stages']['methods']
+    key = lambda f: json.loads((run/f/'stage.json').read_text())['key']
+    tracin, dot, exact = key(rec['stages']['influence']['full']), key(more['gradient-dot']['influence']['full']), key(more['tracin-exact']['influence']['full'])
+    assert (dot['test'], dot['train']) == (tracin['test'], tracin['train'])      # the gradient dot product reads TracIn's sketches
+    assert exact['test'] != tracin['test'] and dot['norm'] == 'dot'
+    for m in ('gradient-dot', 'tracin-exact'):
+        assert (run/'figures'/m/'fig10_full_positive.csv').exists() and (run/'figures'/m/'table2_accuracy.csv').exists()
+    assert (run/'figures'/'fig10_full_positive.csv').exists()                    # the first method's: the study's own
+    agree = pd.read_csv(run/'figures'/'method_agreement.csv')
+    assert len(agree) == 3 * 2 and set(agree.method_a) | set(agree.method_b) == {'TracIn', 'gradient dot product', 'TracIn (exact gradients)'}
+    assert agree[['pearson_r', 'top_m_overlap']].notna().all().all() and agree.top_m_overlap.between(0, 1).all()
+    loaded = Study.load(run)
+    assert set(loaded.by_method) == {'gradient-dot', 'tracin-exact'} and loaded.agreement.equals(agree)
+    assert st.plot('fig10_full_positive') is not None
+    from modtrace.results import plot_result                                     # titles carry the method's label
+    fig = plot_result('fig10_full_positive', loaded.by_method['gradient-dot'], loaded.masks, top_m=10, focus=loaded.settings['focus'], label='gradient dot product')
+    assert fig.axes[0].get_title().startswith('gradient dot product: ')
+    # exact TracIn's stored features are the per-example gradients, computed here one example at a time
+    c = dict(kw(tiny_folder, shared_data, tmp_path)); c.pop('log')
+    d = prepare(StudyConfig.make(**c), log=lambda *a: None)
+    store = SketchStore(run/exact['train']/'epoch-2')
+    model = load_model(tiny_folder, 'sequence', num_labels=2)
+    load_checkpoint(model, checkpoint_dir(run/rec['stages']['full'], 2))
+    rows = d.splits['train'].select(range(6))
+    X = explicit_grads(model.eval(), next(iter(example_loader(rows, model.config.pad_token_id, 6))), layers=[f'^{re.escape(n)}$' for n in store.header['layers']])
+    torch.testing.assert_close(store.rows(0, 6).float(), X, atol=1e-5, rtol=1e-4)
