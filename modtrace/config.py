@@ -67,6 +67,7 @@ class StudyConfig:
     layer_groups:bool=True      # also score the full model within each group of layers (which layers carry the sharing)
     check_estimator:int=20      # test examples whose sketched influence is checked against exact gradients (0: no check)
     check_train:int|None=None   # training examples of that check; default: all of them
+    lds:int=0                   # the linear datamodeling score of every method (beyond the paper): fine-tune on this many random halves of the training set and correlate (0: off; 64 is a floor for an interval that says something)
     allow_overlap:bool=False    # study data whose test examples also occur in train (more than 1%): influence is then trivially in-language
     threads:int=1               # CPU threads per process: the numbers depend on it, so it is fixed (and recorded), not the machine's
     cpu_kernels:Literal['avx512', 'avx2', 'default']|None=None  # pin torch's, oneDNN's and MKL's CPU kernels to one instruction set, so a seed gives the same numbers on any x86 machine (avx2: any of the last decade); default: the machine's best
@@ -102,6 +103,8 @@ def _check_numbers(c:StudyConfig):
          'tracin_epochs', "{opt} must be epoch numbers >= 1, not %r." % (c.tracin_epochs,))
     need(c.workers is None or (is_int(c.workers) and c.workers >= 1), 'workers', "{opt} must be an integer >= 1 (leave it out for this machine's cores), not %r." % (c.workers,))
     need(is_int(c.check_estimator) and c.check_estimator >= 0, 'check_estimator', "{opt} must be an integer >= 0 (0: no check), not %r." % (c.check_estimator,))
+    need(not (c.lds and not c.keep_stores), 'lds', "{opt} scores every training example with each method's stored features after the other stages: leave --keep-stores on.")
+    need(is_int(c.lds) and (c.lds == 0 or c.lds >= 2), 'lds', "{opt} must be 0 (off) or the number of retrainings, at least 2 (64 or more for a useful interval), not %r." % (c.lds,))
     need(c.check_train is None or (is_int(c.check_train) and c.check_train >= 2 * c.top_m), 'check_train',
          "{opt} must be at least 2 x top-m (%d) training examples, not %r." % (2 * c.top_m, c.check_train))
 

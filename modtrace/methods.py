@@ -36,6 +36,9 @@ class Method:
     def score(self, test, train, m:int, c:StudyConfig) -> Influence:
         "Each test example's top-m training examples from the features, summed over checkpoints (`.per_checkpoint`: each)."
         raise NotImplementedError
+    def full_scores(self, test, train, c:StudyConfig) -> torch.Tensor:
+        "Every test example's score of every training example, summed over checkpoints: (n_test, n_train) (the LDS needs them all)."
+        raise NotImplementedError
     def row_bytes(self, arch, c:StudyConfig, n_checkpoints:int) -> int:
         "The bytes one example's stored features take over `n_checkpoints` checkpoints."
         return 0
@@ -90,6 +93,7 @@ class TracIn(Method):
         ps = d.ps if d.ps is not None and d.ps.num_processes > 1 else None
         return sketch_stage(run, ft, d.arch, ds, xi, d.tracin_epochs, c.progress, log, ps, pool, d.unit, **sketch_options(c))
     def score(self, test, train, m, c): return influence(test, train, m=m, norm=c.norm, progress=False, per_checkpoint=True)
+    def full_scores(self, test, train, c): return influence(test, train, m=1, norm=self.options(c)['norm'], full=True, progress=False).full
     def row_bytes(self, arch, c, n_checkpoints):
         sk = Sketcher(arch, d=SKETCH['d'], layers=c.sketch_layers, seed=SKETCH['seed'])
         return sk.dim * np.dtype(SKETCH['dtype']).itemsize * n_checkpoints

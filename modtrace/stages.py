@@ -269,6 +269,7 @@ def time_plan(d:StudyData, c:StudyConfig, disk:dict, step:float, row:float) -> d
             'pruning': 0 if c.masks is not None else n['dev'] * per_example / 3 if c.select == 'lape' else   # one forward pass; rounds at most
                        prune_rounds(d.unit, d.unit.shape(d.arch)) * n['dev'] * per_example * 2 / 3,
             'sketching': K * (rows['train'] + rows['test']) * row / d.workers,
+            **({'LDS retraining': c.lds * E * (n['train'] / 2 + n['test'] / 3) * per_example} if c.lds else {}),   # M runs on halves
             'scoring': K * rows['test'] * n['train'] / 1e6}
 
 def log_time_plan(plan:dict, step:float, log=print, task:str=''):

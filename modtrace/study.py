@@ -18,7 +18,7 @@ from .results import RUNS, ResultInputs, default_choices, health_note, plot_resu
 from .run import RunError, RunFolder
 from .stages import StudyData, check_disk, disk_plan, fine_tune_all, log_time_plan, prepare, processes, step_seconds, study_workers, time_plan
 from .subnetworks import mask_intersection
-from .tracing import (agreement_stage, drop_stores, estimator_stage, groups_stage, read_shares, results_stage, specificity_stage,
+from .tracing import (agreement_stage, drop_stores, lds_stage, estimator_stage, groups_stage, read_shares, results_stage, specificity_stage,
                               trace)
 
 # %% auto #0
@@ -38,6 +38,7 @@ class Study:
     stale: dict = field(default_factory=dict)  # {stage folder: the functions that changed} for stages made by other code than the installed
     by_method: dict = field(default_factory=dict, repr=False)  # {method: its results} for every method after the first (`--method` A B ...)
     agreement: pd.DataFrame|None = field(default=None, repr=False)  # every pair of methods' agreement (`modtrace.tracing.method_agreement`)
+    lds: pd.DataFrame|None = field(default=None, repr=False)  # each method's linear datamodeling score (`--lds M`), beside its controls
     @property
     def figures(self) -> Path: return self.run/'figures'
     @property
@@ -62,12 +63,13 @@ def load(cls:Study, run) -> Study:
     shares = pd.concat([read_shares(rf.path/f)[0].assign(variant=v) for v, f in st['influence'].items()], ignore_index=True)   # (the stage's own load)
     more = st.get('methods', {})
     folders = ([st[k] for k in ('full', 'sft', 'rsft', 'results')] + list(st['influence'].values())
-               + [st[k] for k in ('prune', 'lape', 'groups', 'estimator', 'specificity', 'agreement') if st.get(k)]
+               + [st[k] for k in ('prune', 'lape', 'groups', 'estimator', 'specificity', 'agreement', 'lds') if st.get(k)]
                + [f for m in more.values() for f in [m['results'], *m['influence'].values()]])
     return cls(rf.path, rec['settings'], pd.read_csv(rf.path/'accuracy.csv', index_col=0, header=[0, 1]),
                load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders),
                {k: pd.read_pickle(rf.path/m['results']/'results.pkl') for k, m in more.items()},
-               pd.read_csv(rf.path/st['agreement']/'agreement.csv') if st.get('agreement') else None)
+               pd.read_csv(rf.path/st['agreement']/'agreement.csv') if st.get('agreement') else None,
+               pd.read_csv(rf.path/st['lds']/'lds.csv') if st.get('lds') else None)
 
 # %% ../nbs/23_study.ipynb #u014
 def accuracy_frame(runs:dict) -> pd.DataFrame:
@@ -164,6 +166,11 @@ def finish(run:RunFolder, d:StudyData, c:StudyConfig, runs:dict, ctx:ResultInput
     res, stages['results'] = results_stage(run, ctx, {k: v for k, v in stages.items() if k not in ('prune', 'lape')},
                                            label=methods[0].label if several else None)
     if several: stages.update(compare_methods(run, c, ctx, methods, traced, stages, log))
+    if c.lds:
+        df, stages['lds'] = lds_stage(run, d, c, methods, {k: t[2] for k, t in traced.items()}, {k: t[1] for k, t in traced.items()}, log)
+        atomic_write(run.path/'figures'/'lds.csv', lambda t: df.to_csv(t, index=False))
+        log(f"[{run.path.name}] linear datamodeling score (M = {c.lds} halves; interval over the halves):\n"
+            f"{df[['attribution', 'lds', 'lo', 'hi']].to_string(index=False, float_format=lambda x: f'{x:.3f}')}")
     settings = {**{k: v for k, v in asdict(c).items() if k != 'task_table'}, 'task': d.spec.name, 'langs': d.langs,
                 'compose': [list(p) for p in ctx.compose], 'focus': ctx.focus, 'suboptimal': sub, 'tracin_epochs': d.tracin_epochs}
     record_study(run, settings, d.path, stages, runs, d.workers)

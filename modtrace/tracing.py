@@ -12,9 +12,9 @@ from scipy import stats as _stats
 from .aggregate import example_shares
 from .config import StudyConfig
 from .core import atomic_write, column
-from .finetune import FinetuneResult, evaluate
+from .finetune import FinetuneResult, evaluate, finetune, predict
 from .influence import RowsView, agreement, d_for_overlap, exact_scores, influence, influence_groups
-from .methods import Method, example_keys
+from .methods import Method, example_keys, lds, subset_draws
 from .model import load_checkpoint
 from .pool import LocalPool, importable
 from .results import ResultInputs, study_results, write_results
@@ -26,7 +26,8 @@ from .units import Masks
 # %% auto #0
 __all__ = ['EXACT_BUDGET', 'CHECK_D', 'share_table', 'read_shares', 'influence_stage', 'variant_examples', 'trace',
            'unused_after', 'drop_stores', 'groups_stage', 'estimator_stage', 'estimator_check', 'exact_at',
-           'specificity_stage', 'results_stage', 'share_matrix', 'method_agreement', 'agreement_stage']
+           'specificity_stage', 'results_stage', 'share_matrix', 'method_agreement', 'agreement_stage', 'retrain_stage',
+           'lds_table', 'lds_stage']
 
 # %% ../nbs/22_tracing.ipynb #t005
 def share_table(summed, final:pd.DataFrame) -> pd.DataFrame:
@@ -240,3 +241,40 @@ def agreement_stage(run:RunFolder, methods:list, full:dict, influence:dict, shar
         atomic_write(out/'agreement.csv', lambda t: df.to_csv(t, index=False))
     return Stage('agreement', dict(influence={m.name: influence[m.name]['full'] for m in methods}, m=c.top_m, langs=langs), compute,
                  lambda out: (pd.read_csv(out/'agreement.csv'), out.name), summary=lambda out: {'methods': [m.name for m in methods]})
+
+# %% ../nbs/22_tracing.ipynb #t023
+def retrain_stage(run:RunFolder, d:StudyData, keep:np.ndarray, j:int) -> Stage:
+    "Subset j of the LDS: fine-tuning on the examples `keep` marks alone (the study's settings, the same start); minus each test example's loss after it."
+    train, test = d.splits['train'].select(np.flatnonzero(keep)), d.splits['test']
+    def compute(out):
+        ft = finetune(d.model(), d.tok, {'train': train}, out/'run', progress=False, **d.ft)
+        df = pd.DataFrame({'id': column(test, 'id'), 'lang': column(test, 'lang'),
+                           'output': -predict(ft.model, test, progress=False, loss_fn=d.objective.loss_fn)['loss'].to_numpy()})
+        atomic_write(out/'outputs.csv', lambda t: df.to_csv(t, index=False))
+        shutil.rmtree(out/'run')                                         # (the weights are not needed again)
+    return Stage('retrain', {**d.hp, 'subset': j, 'train': example_keys(train), 'test': example_keys(test)}, compute,
+                 lambda out: pd.read_csv(out/'outputs.csv', dtype={'id': str})['output'].to_numpy(), summary=lambda out: {'n': len(train)})
+
+def lds_table(methods:list, full:dict, subsets:np.ndarray, outputs:np.ndarray, d:StudyData, c:StudyConfig) -> pd.DataFrame:
+    "Each method's LDS with its interval over the subsets, beside random scores and the label balance alone."
+    rows = [{'attribution': m.label, **lds(m.full_scores(*full[m.name], c).double().numpy(), subsets, outputs, seed=c.seed)} for m in methods]
+    shape = (len(d.splits['test']), len(d.splits['train']))
+    controls = {'random scores': np.random.default_rng(c.seed).standard_normal(shape)}
+    if d.objective.name == 'classify':                                       # (tagging and language modelling have no one label)
+        y_te, y_tr = (np.asarray(column(d.splits[k], 'label')) for k in ('test', 'train'))
+        controls['label balance alone'] = (y_te[:, None] == y_tr[None, :]).astype(float)
+    rows += [{'attribution': k, **lds(X, subsets, outputs, seed=c.seed)} for k, X in controls.items()]
+    return pd.DataFrame(rows)
+
+def lds_stage(run:RunFolder, d:StudyData, c:StudyConfig, methods:list, full:dict, influence:dict, log=print) -> tuple[pd.DataFrame, str]:
+    "`--lds M`: M cached retrainings on random halves, then every method's LDS (`lds_table`); (the table, its stage folder)."
+    subsets, t0 = subset_draws(len(d.splits['train']), c.lds, 0.5, c.seed), time.time()
+    retrains, outs = [retrain_stage(run, d, keep, j) for j, keep in enumerate(subsets)], []
+    for j, s in enumerate(retrains):
+        outs.append(run.cached(s))
+        if (j + 1) % max(1, c.lds // 8) == 0 or j + 1 == c.lds: log(f"[{d.hp['task']}] LDS retraining {j + 1}/{c.lds} ({time.time() - t0:.0f} s)")
+    folders = [run.folder(s).name for s in retrains]
+    stage = Stage('lds', dict(influence={m.name: influence[m.name]['full'] for m in methods}, retrains=folders, M=c.lds, seed=c.seed),
+                  lambda out: atomic_write(out/'lds.csv', lambda t: lds_table(methods, full, subsets, np.stack(outs), d, c).to_csv(t, index=False)),
+                  lambda out: (pd.read_csv(out/'lds.csv'), out.name), summary=lambda out: {'M': c.lds})
+    return run.cached(stage)

@@ -79,3 +79,33 @@ def test_a_study_of_three_methods(tmp_path, tiny_folder, shared_data):
     rows = d.splits['train'].select(range(6))
     X = explicit_grads(model.eval(), next(iter(example_loader(rows, model.config.pad_token_id, 6))), layers=[f'^{re.escape(n)}$' for n in store.header['layers']])
     torch.testing.assert_close(store.rows(0, 6).float(), X, atol=1e-5, rtol=1e-4)
+
+def test_the_lds_of_a_study_against_retraining_and_spearman_by_hand(tmp_path, tiny_folder, shared_data):
+    "`--lds 4`: each retraining equals fine-tuning that half by hand; each method's LDS equals Spearman over the halves by hand."
+    from scipy import stats
+    from modtrace.finetune import finetune, predict
+    from modtrace.methods import lds as lds_fn, method_named, subset_draws
+    st = run_study(**kw(tiny_folder, shared_data, tmp_path), method=['tracin', 'gradient-dot'], lds=4, check_estimator=0, layer_groups=False)
+    run = tmp_path/'pawsx'
+    rec = json.loads((run/'study.json').read_text())
+    table = pd.read_csv(run/'figures'/'lds.csv')
+    assert list(table.attribution) == ['TracIn', 'gradient dot product', 'random scores', 'label balance alone']
+    assert st.lds.equals(table) and (table.M == 4).all() and (table.ci_over == 'subsets').all()
+    c = dict(kw(tiny_folder, shared_data, tmp_path)); c.pop('log')
+    d = prepare(StudyConfig.make(**c), log=lambda *a: None)
+    subsets = subset_draws(len(d.splits['train']), 4, 0.5, 0)
+    ft = finetune(d.model(), d.tok, {'train': d.splits['train'].select(np.flatnonzero(subsets[0]))}, tmp_path/'by-hand', progress=False, **d.ft)
+    by_hand0 = -predict(ft.model, d.splits['test'], progress=False)['loss'].to_numpy()
+    retrains = json.loads((run/rec['stages']['lds']/'stage.json').read_text())['key']['retrains']
+    outputs = np.stack([pd.read_csv(run/f/'outputs.csv')['output'].to_numpy() for f in retrains])
+    np.testing.assert_allclose(outputs[0], by_hand0, rtol=1e-5, atol=1e-6)
+    infl = json.loads((run/rec['stages']['influence']['full']/'stage.json').read_text())['key']
+    te = [SketchStore(run/infl['test']/f'epoch-{e}') for e in (1, 2)]
+    tr = [SketchStore(run/infl['train']/f'epoch-{e}') for e in (1, 2)]
+    S = method_named('tracin').full_scores(te, tr, StudyConfig.make(**c)).double().numpy()
+    pred = subsets.astype(float) @ S.T                                             # (M, n_test) summed attributions
+    rho = [stats.spearmanr(pred[:, i], outputs[:, i])[0] for i in range(S.shape[0])]
+    assert table.set_index('attribution').loc['TracIn', 'lds'] == pytest.approx(np.nanmean(rho), abs=1e-9)
+    assert table.set_index('attribution').loc['TracIn', 'lds'] == pytest.approx(lds_fn(S, subsets, outputs)['lds'])
+    with pytest.raises(OptionError, match='leave --keep-stores on'): StudyConfig.make(lds=4, keep_stores=False)
+    with pytest.raises(OptionError, match='lds must be 0'): StudyConfig.make(lds=1)
