@@ -29,7 +29,8 @@ def conclusions(
 ) -> dict:
     "The statistic behind each of the paper's conclusions in one study: one row of the seeds table."
     acc = results['table2_accuracy'].set_index('lang').loc['all']
-    row = {f'{k} %': float(acc[k]) for k in ('full FT', 'SFT', 'random SFT')}
+    lm = any(str(k).endswith('(perplexity)') for k in acc.index)         # language modelling: Table 2 holds perplexities
+    row = {f'{k} perplexity' if lm else f'{k} %': float(acc[f'{k} (perplexity)' if lm else k]) for k in ('full FT', 'SFT', 'random SFT')}
     for fig, name in DELTAS.items():
         d = in_language(results[name])
         row |= {f'{fig} Δ>0': int((d.lo > 0).sum()), f'{fig} Δ<0': int((d.hi < 0).sum()), f'{fig} mean Δ': float(d.value.mean())}
@@ -38,7 +39,8 @@ def conclusions(
     row['planted ρ'] = np.nan if rel is None else float(rel['spearman_rho'].iloc[0])
     spec = results.get('mask_specificity')           # (studies before modtrace recorded it have none)
     row['subnetwork specificity'] = np.nan if spec is None else float(specificity_gap(spec)['gap'].mean())
-    row['health warnings'] = int(results['model_health']['warning'].fillna('').astype(str).str.len().gt(0).sum())
+    health = results.get('model_health')             # (token objectives have no majority class to check against)
+    row['health warnings'] = np.nan if health is None else int(health['warning'].fillna('').astype(str).str.len().gt(0).sum())
     return row
 
 # %% ../nbs/24_seeds.ipynb #c010

@@ -171,6 +171,9 @@ def test_a_whole_udpos_study(tmp_path, tiny_folder, shared_data):
     t2 = st.plot('table2_accuracy')
     assert list(t2.columns) == ['lang', 'full FT', 'full FT + subnetwork', 'SFT', 'random SFT']
     assert (run/'figures'/'fig10_full_positive.csv').exists()
+    from modtrace.seeds import conclusions                                    # `modtrace seeds` reads a tagging study too
+    row = conclusions(st.results)
+    assert 0 <= row['full FT %'] <= 100 and np.isnan(row['health warnings'])
 
 def test_a_whole_language_modelling_study_on_lape_neurons_of_a_decoder(tmp_path, tiny_tokenizer, shared_data):
     "`--unit neurons --select lape --objective lm` on a toy Llama: perplexity in Table 2, causal LM recorded."
@@ -186,3 +189,6 @@ def test_a_whole_language_modelling_study_on_lape_neurons_of_a_decoder(tmp_path,
     assert list(t2.columns)[1:] == [f'{c} (perplexity)' for c in ('full FT', 'full FT + subnetwork', 'SFT', 'random SFT')]
     assert (t2.iloc[:, 1:] > 1).all().all()                                   # perplexities, not percentages
     assert isinstance(Study.load(run).masks.unit.name, str)
+    from modtrace.seeds import conclusions                                    # `modtrace seeds` reads perplexities
+    row = conclusions(st.results)
+    assert row['full FT perplexity'] > 1 and 'full FT %' not in row
