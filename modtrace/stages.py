@@ -270,6 +270,8 @@ def time_plan(d:StudyData, c:StudyConfig, disk:dict, step:float, row:float) -> d
                        prune_rounds(d.unit, d.unit.shape(d.arch)) * n['dev'] * per_example * 2 / 3,
             'sketching': K * (rows['train'] + rows['test']) * row / d.workers,
             **({'LDS retraining': c.lds * E * (n['train'] / 2 + n['test'] / 3) * per_example} if c.lds else {}),   # M runs on halves
+            **({'removal retraining': c.removal * (1 + 2 * len(d.langs) * (1 + len(c.method))) * E * (n['train'] + n['test'] / 3) * per_example}
+               if c.removal else {}),
             'scoring': K * rows['test'] * n['train'] / 1e6}
 
 def log_time_plan(plan:dict, step:float, log=print, task:str=''):

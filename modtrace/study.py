@@ -18,7 +18,7 @@ from .results import RUNS, ResultInputs, default_choices, health_note, plot_resu
 from .run import RunError, RunFolder
 from .stages import StudyData, check_disk, disk_plan, fine_tune_all, log_time_plan, prepare, processes, step_seconds, study_workers, time_plan
 from .subnetworks import mask_intersection
-from .tracing import (agreement_stage, drop_stores, lds_stage, estimator_stage, groups_stage, read_shares, results_stage, specificity_stage,
+from .tracing import (agreement_stage, drop_stores, lds_stage, removal_test, estimator_stage, groups_stage, read_shares, results_stage, specificity_stage,
                               trace)
 
 # %% auto #0
@@ -39,6 +39,7 @@ class Study:
     by_method: dict = field(default_factory=dict, repr=False)  # {method: its results} for every method after the first (`--method` A B ...)
     agreement: pd.DataFrame|None = field(default=None, repr=False)  # every pair of methods' agreement (`modtrace.tracing.method_agreement`)
     lds: pd.DataFrame|None = field(default=None, repr=False)  # each method's linear datamodeling score (`--lds M`), beside its controls
+    removal: pd.DataFrame|None = field(default=None, repr=False)  # the removal test (`--removal R`): each language's top-m proponents vs m random
     @property
     def figures(self) -> Path: return self.run/'figures'
     @property
@@ -69,7 +70,8 @@ def load(cls:Study, run) -> Study:
                load_masks(rf.path/'masks.json'), pd.read_pickle(rf.path/st['results']/'results.pkl'), shares, rf.stale(folders),
                {k: pd.read_pickle(rf.path/m['results']/'results.pkl') for k, m in more.items()},
                pd.read_csv(rf.path/st['agreement']/'agreement.csv') if st.get('agreement') else None,
-               pd.read_csv(rf.path/st['lds']/'lds.csv') if st.get('lds') else None)
+               pd.read_csv(rf.path/st['lds']/'lds.csv') if st.get('lds') else None,
+               pd.read_csv(f) if rec['settings'].get('removal') and (f := rf.path/'figures'/'removal.csv').exists() else None)
 
 # %% ../nbs/23_study.ipynb #u014
 def accuracy_frame(runs:dict) -> pd.DataFrame:
@@ -171,6 +173,11 @@ def finish(run:RunFolder, d:StudyData, c:StudyConfig, runs:dict, ctx:ResultInput
         atomic_write(run.path/'figures'/'lds.csv', lambda t: df.to_csv(t, index=False))
         log(f"[{run.path.name}] linear datamodeling score (M = {c.lds} halves; interval over the halves):\n"
             f"{df[['attribution', 'lds', 'lo', 'hi']].to_string(index=False, float_format=lambda x: f'{x:.3f}')}")
+    if c.removal:
+        df = removal_test(run, d, c, methods, {k: t[2] for k, t in traced.items()}, log)
+        atomic_write(run.path/'figures'/'removal.csv', lambda t: df.to_csv(t, index=False))
+        log(f"[{run.path.name}] removal test (Δ test loss of the language, top-m proponents vs m random, {c.removal} retrainings each):\n"
+            f"{df[['method', 'test_lang', 'proponents', 'd_loss_top', 'd_loss_random', 'separates']].to_string(index=False, float_format=lambda x: f'{x:.3f}')}")
     settings = {**{k: v for k, v in asdict(c).items() if k != 'task_table'}, 'task': d.spec.name, 'langs': d.langs,
                 'compose': [list(p) for p in ctx.compose], 'focus': ctx.focus, 'suboptimal': sub, 'tracin_epochs': d.tracin_epochs}
     record_study(run, settings, d.path, stages, runs, d.workers)

@@ -27,7 +27,7 @@ from .units import Masks
 __all__ = ['EXACT_BUDGET', 'CHECK_D', 'share_table', 'read_shares', 'influence_stage', 'variant_examples', 'trace',
            'unused_after', 'drop_stores', 'groups_stage', 'estimator_stage', 'estimator_check', 'exact_at',
            'specificity_stage', 'results_stage', 'share_matrix', 'method_agreement', 'agreement_stage', 'retrain_stage',
-           'lds_table', 'lds_stage']
+           'lds_table', 'lds_stage', 'removal_sets', 'removal_test']
 
 # %% ../nbs/22_tracing.ipynb #t005
 def share_table(summed, final:pd.DataFrame) -> pd.DataFrame:
@@ -243,17 +243,18 @@ def agreement_stage(run:RunFolder, methods:list, full:dict, influence:dict, shar
                  lambda out: (pd.read_csv(out/'agreement.csv'), out.name), summary=lambda out: {'methods': [m.name for m in methods]})
 
 # %% ../nbs/22_tracing.ipynb #t023
-def retrain_stage(run:RunFolder, d:StudyData, keep:np.ndarray, j:int) -> Stage:
-    "Subset j of the LDS: fine-tuning on the examples `keep` marks alone (the study's settings, the same start); minus each test example's loss after it."
-    train, test = d.splits['train'].select(np.flatnonzero(keep)), d.splits['test']
+def retrain_stage(run:RunFolder, d:StudyData, keep:np.ndarray, j, seed:int|None=None) -> Stage:
+    "Retraining `j` (an LDS subset, a removal): fine-tuning on the examples `keep` marks alone (the study's settings and start; `seed`: another order); per test example, minus its loss and its accuracy."
+    train, test, seed = d.splits['train'].select(np.flatnonzero(keep)), d.splits['test'], d.hp['seed'] if seed is None else seed
     def compute(out):
-        ft = finetune(d.model(), d.tok, {'train': train}, out/'run', progress=False, **d.ft)
-        df = pd.DataFrame({'id': column(test, 'id'), 'lang': column(test, 'lang'),
-                           'output': -predict(ft.model, test, progress=False, loss_fn=d.objective.loss_fn)['loss'].to_numpy()})
+        ft = finetune(d.model(), d.tok, {'train': train}, out/'run', progress=False, **{**d.ft, 'seed': seed})
+        p = predict(ft.model, test, progress=False, loss_fn=d.objective.loss_fn)
+        df = pd.DataFrame({'id': column(test, 'id'), 'lang': column(test, 'lang'), 'output': -p['loss'].to_numpy(),
+                           'accuracy': (p['right'] / p['tokens'] if 'tokens' in p else p['correct']).astype(float).to_numpy()})
         atomic_write(out/'outputs.csv', lambda t: df.to_csv(t, index=False))
         shutil.rmtree(out/'run')                                         # (the weights are not needed again)
-    return Stage('retrain', {**d.hp, 'subset': j, 'train': example_keys(train), 'test': example_keys(test)}, compute,
-                 lambda out: pd.read_csv(out/'outputs.csv', dtype={'id': str})['output'].to_numpy(), summary=lambda out: {'n': len(train)})
+    return Stage('retrain', {**d.hp, 'seed': seed, 'subset': j, 'train': example_keys(train), 'test': example_keys(test)}, compute,
+                 lambda out: pd.read_csv(out/'outputs.csv', dtype={'id': str}), summary=lambda out: {'n': len(train)})
 
 def lds_table(methods:list, full:dict, subsets:np.ndarray, outputs:np.ndarray, d:StudyData, c:StudyConfig) -> pd.DataFrame:
     "Each method's LDS with its interval over the subsets, beside random scores and the label balance alone."
@@ -271,10 +272,57 @@ def lds_stage(run:RunFolder, d:StudyData, c:StudyConfig, methods:list, full:dict
     subsets, t0 = subset_draws(len(d.splits['train']), c.lds, 0.5, c.seed), time.time()
     retrains, outs = [retrain_stage(run, d, keep, j) for j, keep in enumerate(subsets)], []
     for j, s in enumerate(retrains):
-        outs.append(run.cached(s))
+        outs.append(run.cached(s)['output'].to_numpy())
         if (j + 1) % max(1, c.lds // 8) == 0 or j + 1 == c.lds: log(f"[{d.hp['task']}] LDS retraining {j + 1}/{c.lds} ({time.time() - t0:.0f} s)")
     folders = [run.folder(s).name for s in retrains]
     stage = Stage('lds', dict(influence={m.name: influence[m.name]['full'] for m in methods}, retrains=folders, M=c.lds, seed=c.seed),
                   lambda out: atomic_write(out/'lds.csv', lambda t: lds_table(methods, full, subsets, np.stack(outs), d, c).to_csv(t, index=False)),
                   lambda out: (pd.read_csv(out/'lds.csv'), out.name), summary=lambda out: {'M': c.lds})
     return run.cached(stage)
+
+# %% ../nbs/22_tracing.ipynb #t025
+def removal_sets(scores:np.ndarray, test_lang:np.ndarray, train_lang:np.ndarray, lang:str, m:int) -> dict:
+    "The top-m proponents of `lang`'s test examples (summed scores), among its own training examples and among the others'."
+    total = scores[test_lang == lang].sum(0)                             # (n_train,) each training example's summed score
+    return {g: idx[np.argsort(-total[idx], kind='stable')[:m]] for g, idx in
+            (('own language', np.flatnonzero(train_lang == lang)), ('other languages', np.flatnonzero(train_lang != lang)))}
+
+def _interval(x:np.ndarray) -> tuple[float, float, float]:
+    "Mean and 95% t-interval of repeated measurements (NaN interval for one)."
+    x = np.asarray(x, float); m = float(x.mean())
+    if len(x) < 2: return m, np.nan, np.nan
+    h = float(_stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return m, m - h, m + h
+
+def _removal_runs(run, d, c, lang, removed, pool, base, rng) -> dict:
+    "Δ test loss and Δ accuracy of `lang` per repetition: `removed` (indices; None: m random of `pool`) against the full training set."
+    te, n = np.asarray(column(d.splits['test'], 'lang')) == lang, len(d.splits['train'])
+    out = {'d_loss': [], 'd_accuracy': []}
+    for r in range(c.removal):
+        idx = removed if removed is not None else rng.choice(pool, min(c.top_m, len(pool)), replace=False)
+        keep = np.ones(n, bool); keep[idx] = False
+        got = run.cached(retrain_stage(run, d, keep, f'removal {lang}', c.seed + r))
+        out['d_loss'].append(base[r]['output'][te].mean() - got['output'][te].mean())          # loss after − loss before
+        out['d_accuracy'].append(got['accuracy'][te].mean() - base[r]['accuracy'][te].mean())
+    return out
+
+def removal_test(run:RunFolder, d:StudyData, c:StudyConfig, methods:list, full:dict, log=print) -> pd.DataFrame:
+    "`--removal R`: each test language's top-m proponents by each method, and m random examples of the same group, removed and retrained R times."
+    tr_lang, te_lang, n, t0 = np.asarray(column(d.splits['train'], 'lang')), np.asarray(column(d.splits['test'], 'lang')), len(d.splits['train']), time.time()
+    base = [run.cached(retrain_stage(run, d, np.ones(n, bool), 'all', c.seed + r)) for r in range(c.removal)]
+    S, rng, rows = {m.label: m.full_scores(*full[m.name], c).double().numpy() for m in methods}, np.random.default_rng(c.seed), []
+    for lang in d.langs:
+        pools = {'own language': np.flatnonzero(tr_lang == lang), 'other languages': np.flatnonzero(tr_lang != lang)}
+        rand = {g: _removal_runs(run, d, c, lang, None, pool, base, rng) for g, pool in pools.items()}
+        for label, scores in S.items():
+            for g, top in removal_sets(scores, te_lang, tr_lang, lang, c.top_m).items():
+                got = _removal_runs(run, d, c, lang, top, None, base, rng)
+                row = {'method': label, 'test_lang': lang, 'proponents': g, 'retrainings': c.removal}
+                for k in ('d_loss', 'd_accuracy'):
+                    row.update(zip((f'{k}_top', f'{k}_top_lo', f'{k}_top_hi'), _interval(got[k])))
+                    row.update(zip((f'{k}_random', f'{k}_random_lo', f'{k}_random_hi'), _interval(rand[g][k])))
+                lo, hi = _interval(np.subtract(got['d_loss'], rand[g]['d_loss']))[1:]                   # paired by seed
+                rows.append({**row, 'd_loss_top_minus_random_lo': lo, 'd_loss_top_minus_random_hi': hi,
+                             'separates': bool(lo > 0 or hi < 0)})
+        log(f"[{d.hp['task']}] removal test: {lang} done ({time.time() - t0:.0f} s)")
+    return pd.DataFrame(rows)

@@ -109,3 +109,42 @@ def test_the_lds_of_a_study_against_retraining_and_spearman_by_hand(tmp_path, ti
     assert table.set_index('attribution').loc['TracIn', 'lds'] == pytest.approx(lds_fn(S, subsets, outputs)['lds'])
     with pytest.raises(OptionError, match='leave --keep-stores on'): StudyConfig.make(lds=4, keep_stores=False)
     with pytest.raises(OptionError, match='lds must be 0'): StudyConfig.make(lds=1)
+
+def test_removal_sets_are_the_top_summed_scores_of_each_group():
+    from modtrace.tracing import removal_sets
+    rng = np.random.default_rng(1)
+    S, te, tr = rng.standard_normal((6, 10)), np.array(list('aabbcc')), np.array(list('aaabbbbccc'))
+    got = removal_sets(S, te, tr, 'b', 2)
+    total = S[2:4].sum(0)
+    assert sorted(got['own language']) == sorted(sorted(range(3, 7), key=lambda i: -total[i])[:2])
+    assert sorted(got['other languages']) == sorted(sorted([0, 1, 2, 7, 8, 9], key=lambda i: -total[i])[:2])
+
+def test_the_removal_test_against_retraining_by_hand(tmp_path, tiny_folder, shared_data):
+    "`--removal 2`: a language's top-m own-language proponents removed; the change in its test loss equals fine-tuning with and without them by hand."
+    from modtrace.finetune import finetune, predict
+    from modtrace.methods import method_named
+    from modtrace.tracing import removal_sets
+    st = run_study(**kw(tiny_folder, shared_data, tmp_path), removal=2, check_estimator=0, layer_groups=False)
+    run = tmp_path/'pawsx'
+    table = pd.read_csv(run/'figures'/'removal.csv')
+    assert st.removal.equals(table) and len(table) == 5 * 2 and (table.retrainings == 2).all()
+    assert table[['d_loss_top', 'd_loss_random', 'd_loss_top_lo', 'd_accuracy_top']].notna().all().all()
+    c = dict(kw(tiny_folder, shared_data, tmp_path)); c.pop('log')
+    cfg = StudyConfig.make(**c)
+    d = prepare(cfg, log=lambda *a: None)
+    rec = json.loads((run/'study.json').read_text())
+    infl = json.loads((run/rec['stages']['influence']['full']/'stage.json').read_text())['key']
+    te, tr = ([SketchStore(run/infl[k]/f'epoch-{e}') for e in (1, 2)] for k in ('test', 'train'))
+    S = method_named('tracin').full_scores(te, tr, cfg).double().numpy()
+    te_lang, tr_lang = (np.asarray(d.splits[k]['lang']) for k in ('test', 'train'))
+    lang = 'de'
+    top = removal_sets(S, te_lang, tr_lang, lang, cfg.top_m)['own language']
+    keep = np.ones(len(tr_lang), bool); keep[top] = False
+    def loss(train, seed):
+        ft = finetune(d.model(), d.tok, {'train': train}, tmp_path/f'by-hand-{len(train)}-{seed}', progress=False, **{**d.ft, 'seed': seed})
+        return predict(ft.model, d.splits['test'], progress=False)['loss'].to_numpy()[te_lang == lang].mean()
+    without = d.splits['train'].select(np.flatnonzero(keep))
+    by_hand = [loss(without, cfg.seed + r) - loss(d.splits['train'], cfg.seed + r) for r in (0, 1)]   # paired by seed
+    row = table[(table.test_lang == lang) & (table.proponents == 'own language')].iloc[0]
+    assert row.d_loss_top == pytest.approx(np.mean(by_hand), abs=1e-5)
+    assert len(list(run.glob('retrain-*'))) == 2 + 5 * 2 * 2 * 2                # the base, and per language 2 groups x (top, random) x 2
