@@ -279,11 +279,14 @@ def load_classifier(
     pad_token_id:int|None=None,   # decoders: the tokenizer's pad id (default: the config's, its tokenizer's, or eos)
 ):
     "Sequence classifier with a fresh head: the paper's (App. B) for encoders, the last-token head for decoders."
-    cfg = _from_pretrained(AutoConfig, name_or_path)
+    return _load_head(AutoModelForSequenceClassification, name_or_path, attn_implementation, seed, pad_token_id, num_labels=num_labels)
+
+def _load_head(auto, name_or_path, attn_implementation, seed, pad_token_id, cfg=None, **kw):
+    "`auto.from_pretrained` with its head seeded, the family's layout checked and a decoder's pad token set."
+    cfg = cfg or _from_pretrained(AutoConfig, name_or_path)
     fam = model_family(cfg)   # fail now, before loading weights, if the architecture has no registered family
     set_seed(seed)
-    model = _from_pretrained(AutoModelForSequenceClassification, name_or_path, num_labels=num_labels,
-                             attn_implementation=_attn_supported(cfg.model_type, attn_implementation))
+    model = _from_pretrained(auto, name_or_path, attn_implementation=_attn_supported(cfg.model_type, attn_implementation), **kw)
     transformer_layers(model)
     if fam.decoder or pad_token_id is not None: _set_pad(model, name_or_path, pad_token_id)
     return model
@@ -302,16 +305,11 @@ def load_model(
 ):
     "The model with the head its objective needs: `load_classifier` for 'sequence', else that head's auto class."
     if head == 'sequence': return load_classifier(name_or_path, num_labels, attn_implementation, seed, pad_token_id)
+    if head not in (*HEAD_CLASSES, 'lm'): raise ModelError(f"head must be one of sequence, token, lm, {', '.join(list(HEAD_CLASSES)[2:])}; not {head!r}.")
     cfg = _from_pretrained(AutoConfig, name_or_path)
-    fam = model_family(cfg)
-    if head == 'lm': head = 'causal-lm' if fam.decoder else 'masked-lm'
-    if head not in HEAD_CLASSES: raise ModelError(f"head must be one of sequence, token, lm, {', '.join(list(HEAD_CLASSES)[2:])}; not {head!r}.")
-    set_seed(seed)
+    if head == 'lm': head = 'causal-lm' if model_family(cfg).decoder else 'masked-lm'
     kw = {'num_labels': num_labels, 'ignore_mismatched_sizes': True} if head == 'token' else {}   # (a head of another size: fresh)
-    model = _from_pretrained(HEAD_CLASSES[head], name_or_path, attn_implementation=_attn_supported(cfg.model_type, attn_implementation), **kw)
-    transformer_layers(model)
-    if fam.decoder or pad_token_id is not None: _set_pad(model, name_or_path, pad_token_id)
-    return model
+    return _load_head(HEAD_CLASSES[head], name_or_path, attn_implementation, seed, pad_token_id, cfg, **kw)
 
 # %% ../nbs/03_model.ipynb #c052
 def check_padding(

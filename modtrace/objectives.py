@@ -98,7 +98,7 @@ def encode_lm(
         labels, ids = [], []
         for x, sp, l, i in zip(out['input_ids'], out.pop('special_tokens_mask'), b['lang'], b['id']):
             if causal: labels.append(x[1:] + [IGNORE]); ids.append(x); continue
-            pos = _mask_positions(sp, rate, sentence_rng(seed, l, i))
+            pos = set(_mask_positions(sp, rate, sentence_rng(seed, l, i)))
             labels.append([x[j] if j in pos else IGNORE for j in range(len(x))])
             ids.append([tokenizer.mask_token_id if j in pos else t for j, t in enumerate(x)])
         return {**out, 'input_ids': ids, 'labels': labels}

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from pathlib import Path
 from typing import Callable
-import numpy as np, pandas as pd, torch
+import pandas as pd, torch
 from .core import atomic_write
+from .finetune import accuracy, perplexity
 from .units import HEADS, Unit, unit_of
 from .subnetworks import (heads_disabled, head_usage, mask_intersection, mask_similarity, mask_union, random_masks,
                                   shared_heads)
@@ -146,19 +147,13 @@ def mask_vs_influence(ctx:ResultInputs, pos:pd.DataFrame, neg:pd.DataFrame) -> d
     fig9 = pd.DataFrame([{'layer': l, **correlation(g['cosine'], at(p, g), **ctx.boot)} for l, g in lay.groupby('layer')])
     return {'fig8_similarity_vs_influence': fig8, 'fig9_layer_correlation': fig9, 'fig15_overlap_vs_influence': fig15}
 
-def _subnetwork_score(sub:pd.DataFrame, metric:str) -> float:
-    "The final model's score under the subnetworks, from its test examples' verdicts: accuracy (%; over tokens for token objectives) or perplexity."
-    if 'tokens' not in sub.columns: return 100 * sub['correct'].mean()
-    if metric == 'perplexity': return float(np.exp((sub['loss'] * sub['tokens']).sum() / sub['tokens'].sum()))
-    return 100 * sub['right'].sum() / sub['tokens'].sum()
-
 def accuracy_table(ctx:ResultInputs) -> pd.DataFrame:
     "Table 2: test accuracy (%; perplexity for language modelling) of the full model, the full model with each language's subnetwork at test time, SFT and random SFT."
     sub = pd.concat([shares_of(ctx.shares, v.name) for v in ctx.find('full', 'own')])   # the final model under ξ_ℓ
     if ctx.metric == 'perplexity':
         t = pd.DataFrame({k: r[-1]['test_perplexity'] for k, r in ctx.acc.items()}).rename_axis('lang').loc[[*ctx.langs, 'all']]
     else: t = table2(ctx.acc).set_index('lang').loc[[*ctx.langs, 'all']]                  # the runs' own test accuracy
-    score = {**{l: _subnetwork_score(g, ctx.metric) for l, g in sub.groupby('lang')}, 'all': _subnetwork_score(sub, ctx.metric)}
+    score = perplexity(sub) if ctx.metric == 'perplexity' else {k: 100 * a for k, a in accuracy(sub).items()}   # its test examples' verdicts
     t.insert(1, 'full FT + subnetwork', score)
     if ctx.metric == 'perplexity': t.columns = [f'{c} (perplexity)' for c in t.columns]
     return t.reset_index()

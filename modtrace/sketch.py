@@ -39,7 +39,7 @@ def select_linears(
     "The linear layers to sketch, by module name, in model order."
     lin = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     if layers is None:
-        held = [id(p) for m in model.modules() if not isinstance(m, nn.Linear) for p in m.parameters(recurse=False)]
+        held = {id(p) for m in model.modules() if not isinstance(m, nn.Linear) for p in m.parameters(recurse=False)}
         return {n: m for n, m in lin.items() if id(m.weight) not in held}
     pats = [layers] if isinstance(layers, str) else list(layers)
     for p in pats:
