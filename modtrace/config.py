@@ -53,7 +53,7 @@ class StudyConfig:
     lr:float|None=None          # learning rate; default: the task's
     batch_size:int=32           # examples per batch
     max_length:int=128          # truncation length in tokens
-    method:list[str]|None=None  # the attribution method(s), names in `modtrace.methods.METHODS`: tracin (Eq. 2, sketched; the default), gradient-dot, tracin-exact; several: each one's results in figures/METHOD/ and their agreement
+    method:list[str]|None=None  # the attribution method(s), names in `modtrace.methods.METHODS`: tracin (Eq. 2, sketched; the default), gradient-dot, tracin-exact, ekfac (EK-FAC influence functions); several: each one's results in figures/METHOD/ and their agreement
     tracin_epochs:list[int]|None=None  # checkpoints TracIn sums over (Eq. 2); default: the task's (every epoch)
     top_m:int=100               # proponents and opponents kept per test example (Sec. 4.3)
     norm:Literal['cos', 'dot', 'train', 'layer_cos']='cos'  # TracIn: cosine (Eq. 2), dot product, training side only, or the mean of per-layer cosines

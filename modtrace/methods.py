@@ -10,7 +10,9 @@ import numpy as np, pandas as pd, torch
 from scipy import stats
 from .config import OptionError, StudyConfig
 from .core import column
+from .ekfac import EKFACFactors, EKFACProjector, ekfac_factors
 from .finetune import finetune, predict
+from .model import load_checkpoint
 from .influence import Influence, influence
 from .run import RunFolder, Stage
 from .sketch import Sketcher, iter_sketches
@@ -19,7 +21,8 @@ from .units import Unit, unit_of
 
 # %% auto #0
 __all__ = ['SKETCH', 'METHODS', 'Method', 'example_keys', 'sketch_options', 'sketch_stage', 'TracIn', 'GradientDot',
-           'ExactTracIn', 'register_method', 'method_named', 'subset_draws', 'lds', 'retrained_outputs']
+           'ExactTracIn', 'factors_stage', 'ekfac_stage', 'EKFAC', 'register_method', 'method_named', 'subset_draws',
+           'lds', 'retrained_outputs']
 
 # %% ../nbs/18_methods.ipynb #m005
 class Method:
@@ -41,6 +44,9 @@ class Method:
         raise NotImplementedError
     def row_bytes(self, arch, c:StudyConfig, n_checkpoints:int) -> int:
         "The bytes one example's stored features take over `n_checkpoints` checkpoints."
+        return 0
+    def factor_bytes(self, arch, c:StudyConfig) -> int:
+        "The bytes of what it stores once per fine-tuning run and mask besides the examples' rows (EK-FAC's factors)."
         return 0
     def row_seconds(self, arch, ds, c:StudyConfig) -> float:
         "Seconds to featurize one example at one checkpoint on this machine, timed on a few of `ds`'s (the time plan counts them)."
@@ -127,6 +133,58 @@ class ExactTracIn(TracIn):
             for _ in iter_sketches(sk, rows, None, 16, progress=False): pass
         return (time.perf_counter() - t0) / len(rows)
 
+# %% ../nbs/18_methods.ipynb #m008l
+def factors_stage(run:RunFolder, ft, d, xi, c:StudyConfig, ps=None) -> Stage:
+    "The stage of EK-FAC's factors on the training set at `ft`'s final checkpoint under mask ξ (process 0 computes, the others wait)."
+    e = len(ft.checkpoints)
+    def compute(out):
+        if ps is not None and not ps.is_main_process: return
+        load_checkpoint(d.arch, ft.out_dir/f'epoch-{e}')
+        ekfac_factors(d.arch, d.splits['train'], xi, c.sketch_layers, d.objective.loss_fn, seed=c.seed, unit=d.unit,
+                      progress=c.progress).save(out/'factors.safetensors')
+    over = {} if xi is None else {'unit': d.unit.name}
+    key = dict(ft=run.rel(ft.out_dir), xi=xi, examples=example_keys(d.splits['train']), epoch=e, fisher='sampled', seed=c.seed,
+               layers=c.sketch_layers, **over)
+    return Stage('ekfac-factors', key, compute, lambda out: EKFACFactors.load(out/'factors.safetensors'),
+                 barrier=ps.wait_for_everyone if ps is not None else None, summary=lambda out: {'n': len(d.splits['train']), 'epoch': e})
+
+def ekfac_stage(run:RunFolder, ft, d, ds, xi, c:StudyConfig, pool=None, log=print) -> Stage:
+    "The stage of `ds`'s EK-FAC features (gradients whitened by the factors, sketched) at `ft`'s final checkpoint under ξ: one store."
+    ps = d.ps if d.ps is not None and d.ps.num_processes > 1 else None
+    part, n_parts, barrier = (ps.process_index, ps.num_processes, ps.wait_for_everyone) if ps is not None else (0, 1, None)
+    fs, e = factors_stage(run, ft, d, xi, c, ps), len(ft.checkpoints)
+    ck = ft.out_dir/f'epoch-{e}'
+    def compute(out):
+        P = EKFACProjector(run.cached(fs), SKETCH['d'], SKETCH['seed'])
+        sketch_checkpoints(d.arch, ds, [ck], out, xi=xi, unit=d.unit, projector=P, dtype='float32', layers=c.sketch_layers,
+                           progress=c.progress, model_name=ft.out_dir.name, batch_size=16, root=run.path, rebuild_corrupt=True, log=log,
+                           part=part, n_parts=n_parts, barrier=barrier, pool=pool)
+    over = {} if xi is None else {'unit': d.unit.name}
+    key = dict(ft=run.rel(ft.out_dir), xi=xi, examples=example_keys(ds), epochs=[e], factors=run.folder(fs).name, d=SKETCH['d'],
+               seed=SKETCH['seed'], layers=c.sketch_layers, **over)
+    return Stage('ekfac', key, compute, lambda out: [SketchStore(out/ck.name)], barrier=barrier if n_parts > 1 else None,
+                 summary=lambda out: {'n': len(ds), 'epochs': [e]})
+
+# %% ../nbs/18_methods.ipynb #m008m
+class EKFAC(GradientDot):
+    "EK-FAC influence functions (`modtrace.ekfac`) at the final checkpoint: gradients whitened by the damped Gauss-Newton, sketched."
+    name, label, sketched = 'ekfac', 'EK-FAC influence', False
+    def features(self, run, ft, ds, xi, d, c, pool=None, log=print): return ekfac_stage(run, ft, d, ds, xi, c, pool, log)
+    def row_bytes(self, arch, c, n_checkpoints):                     # one checkpoint, float32, whatever TracIn's count
+        return Sketcher(arch, d=SKETCH['d'], layers=c.sketch_layers, seed=SKETCH['seed']).dim * 4
+    def factor_bytes(self, arch, c):
+        sk = Sketcher(arch, d=SKETCH['d'], layers=c.sketch_layers, seed=SKETCH['seed'])
+        return 4 * sum(m * m + n * n + m * n for m, n in (tuple(l.weight.shape) for l in sk.linears.values()))
+    def row_seconds(self, arch, ds, c, n:int=16):
+        "A feature row's seconds with identity factors; the time plan's K checkpoints stand for the factors' two passes."
+        rows, lin = ds.select(range(min(n, len(ds)))), Sketcher(arch, layers=c.sketch_layers).linears
+        eye = EKFACFactors({k: torch.eye(l.in_features) for k, l in lin.items()}, {k: torch.eye(l.out_features) for k, l in lin.items()},
+                           {k: torch.ones_like(l.weight) for k, l in lin.items()}, {k: 0.0 for k in lin})
+        with torch.random.fork_rng(devices=[]), Sketcher(arch, layers=c.sketch_layers, projector=EKFACProjector(eye)) as sk:
+            t0 = time.perf_counter()
+            for _ in iter_sketches(sk, rows, None, 16, progress=False): pass
+        return (time.perf_counter() - t0) / len(rows)
+
 # %% ../nbs/18_methods.ipynb #m010
 METHODS = {}   # name -> `Method`: what `--method` can name
 
@@ -141,7 +199,7 @@ def method_named(name:str) -> Method:
         raise OptionError('method', "{opt} must be one of %s, not %r." % (', '.join(sorted(METHODS)), name))
     return METHODS[name]
 
-for _m in (TracIn(), GradientDot(), ExactTracIn()): register_method(_m)
+for _m in (TracIn(), GradientDot(), ExactTracIn(), EKFAC()): register_method(_m)
 
 # %% ../nbs/18_methods.ipynb #q002
 def subset_draws(

@@ -77,6 +77,7 @@ class KroneckerProjector:
         return self._G[name, device]
     def project_in(self, name, x, m, n): return x @ self.G(name, m, n, x.device)[1].T    # (B, T, n) -> (B, T, k)
     def project_out(self, name, g, m, n): return g @ self.G(name, m, n, g.device)[0].T   # (B, T, m) -> (B, T, k)
+    def finish(self, name, s): return s.flatten(1)                                     # (B, k, k) -> (B, k*k)
     def describe(self) -> dict: return {'d': self.d, 'seed': self.seed, 'exact': False}
 
 class ExactProjector:
@@ -85,6 +86,7 @@ class ExactProjector:
     def size(self, m:int, n:int) -> int: return m * n
     def project_in(self, name, x, m, n): return x
     def project_out(self, name, g, m, n): return g
+    def finish(self, name, s): return s.flatten(1)                                     # (B, m, n) -> (B, m*n)
     def describe(self) -> dict: return {'d': None, 'seed': None, 'exact': True}
 
 # %% ../nbs/10_sketch.ipynb #c019
@@ -179,7 +181,7 @@ def _grad_hook(self:Sketcher, name, a, rows:bool=False):
         elif g.dim() == 2: g = g[:, None]                                 # (B, m) -> (B, 1, m)
         with self._float32(g):
             b = self.projector.project_out(name, g, l.out_features, l.in_features)  # (B, T, k) or (B, T, m)
-            s = torch.einsum('btk,btj->bkj', b, a).flatten(1)             # (B, k*k) or (B, m*n)
+            s = self.projector.finish(name, torch.einsum('btk,btj->bkj', b, a))   # (B, k*k) or (B, m*n)
         self._acc[name] = self._acc[name] + s if name in self._acc else s
     return hook
 

@@ -229,7 +229,7 @@ def disk_plan(d:StudyData, c:StudyConfig, method:Method) -> dict:
     focus = n_test.max()                                                   # Fig. 3's test language (the largest, to be safe)
     train_stores = 1 + L + 3 + L + 2 * pairs + L                           # full, full/ℓ, random, sft/ℓ, sft ∩ ∪, rsft/ℓ
     test_rows = n_test.sum() + 3 * n_test.sum() + (3 + sub) * focus + 2 * pairs * 2 * focus   # every variant's test languages
-    stores = row * (train_stores * len(d.splits['train']) + test_rows)
+    stores = row * (train_stores * len(d.splits['train']) + test_rows) + method.factor_bytes(d.arch, c) * train_stores   # (EK-FAC: factors per variant)
     return {'checkpoints': ckpts, 'stores': stores, 'total': ckpts + stores,
             'rows': {'train': train_stores * len(d.splits['train']), 'test': int(test_rows)}}
 

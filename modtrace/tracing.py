@@ -20,14 +20,14 @@ from .pool import LocalPool, importable
 from .results import ResultInputs, study_results, write_results
 from .run import RunFolder, Stage
 from .sketch import Sketcher, iter_sketches
-from .stages import StudyData, gb, processes
+from .stages import StudyData, for_worker, gb, processes
 from .units import Masks
 
 # %% auto #0
 __all__ = ['EXACT_BUDGET', 'CHECK_D', 'share_table', 'read_shares', 'influence_stage', 'variant_examples', 'trace',
            'unused_after', 'drop_stores', 'groups_stage', 'estimator_stage', 'estimator_check', 'exact_at',
            'specificity_stage', 'results_stage', 'share_matrix', 'method_agreement', 'agreement_stage', 'retrain_stage',
-           'lds_table', 'lds_stage', 'removal_sets', 'removal_test']
+           'lds_table', 'retrain_into', 'retrain_all', 'lds_stage', 'removal_sets', 'removal_test']
 
 # %% ../nbs/22_tracing.ipynb #t005
 def share_table(summed, final:pd.DataFrame) -> pd.DataFrame:
@@ -267,14 +267,32 @@ def lds_table(methods:list, full:dict, subsets:np.ndarray, outputs:np.ndarray, d
     rows += [{'attribution': k, **lds(X, subsets, outputs, seed=c.seed)} for k, X in controls.items()]
     return pd.DataFrame(rows)
 
+def retrain_into(d:StudyData, keep:np.ndarray, j, seed, out):
+    "Retraining `j` computed by a local worker into its stage's folder `out` (`retrain_all`)."
+    Path(out).mkdir(parents=True, exist_ok=True)
+    retrain_stage(None, d, keep, j, seed).compute(Path(out))
+
+def retrain_all(run:RunFolder, d:StudyData, c:StudyConfig, jobs:list, log=print, what:str='retraining') -> list:
+    "The retrainings `jobs` ((keep, j, seed) each) shared by the study's processes and each one's local workers; their outputs, in order."
+    ps, t0 = d.ps or processes(), time.time()
+    stages = [retrain_stage(run, d, *job) for job in jobs]
+    mine = [i for i, s in enumerate(stages) if i % ps.num_processes == ps.process_index and not run.complete(s)]
+    with LocalPool(None, max(1, min(d.workers, len(mine))), c.threads) as pool:                  # (d.workers is 1 when launched)
+        there = {i: pool.submit(importable('modtrace.tracing', 'retrain_into'), for_worker(d), *jobs[i], run.folder(stages[i]))
+                 for k, i in enumerate(mine) if k % pool.n}                                      # every n-th here, the others in workers
+        for k, i in enumerate(mine):
+            run.cached(stages[i], compute=(lambda out, f=there[i]: pool.result(f)) if i in there else None)
+            if (k + 1) % max(1, len(mine) // 8) == 0 or k + 1 == len(mine):
+                log(f"[{d.hp['task']}] {what} {k + 1}/{len(mine)} ({time.time() - t0:.0f} s" + (f", {pool.n} processes)" if pool.n > 1 else ")"))
+    ps.wait_for_everyone()                                               # (every process's retrainings are done)
+    return [run.cached(s) for s in stages]
+
 def lds_stage(run:RunFolder, d:StudyData, c:StudyConfig, methods:list, full:dict, influence:dict, log=print) -> tuple[pd.DataFrame, str]:
-    "`--lds M`: M cached retrainings on random halves, then every method's LDS (`lds_table`); (the table, its stage folder)."
-    subsets, t0 = subset_draws(len(d.splits['train']), c.lds, 0.5, c.seed), time.time()
-    retrains, outs = [retrain_stage(run, d, keep, j) for j, keep in enumerate(subsets)], []
-    for j, s in enumerate(retrains):
-        outs.append(run.cached(s)['output'].to_numpy())
-        if (j + 1) % max(1, c.lds // 8) == 0 or j + 1 == c.lds: log(f"[{d.hp['task']}] LDS retraining {j + 1}/{c.lds} ({time.time() - t0:.0f} s)")
-    folders = [run.folder(s).name for s in retrains]
+    "`--lds M`: M cached retrainings on random halves (shared by the processes), then every method's LDS (`lds_table`); (the table, its stage folder)."
+    subsets = subset_draws(len(d.splits['train']), c.lds, 0.5, c.seed)
+    jobs = [(keep, j, None) for j, keep in enumerate(subsets)]
+    outs = [o['output'].to_numpy() for o in retrain_all(run, d, c, jobs, log, 'LDS retraining')]
+    folders = [run.folder(retrain_stage(run, d, *job)).name for job in jobs]
     stage = Stage('lds', dict(influence={m.name: influence[m.name]['full'] for m in methods}, retrains=folders, M=c.lds, seed=c.seed),
                   lambda out: atomic_write(out/'lds.csv', lambda t: lds_table(methods, full, subsets, np.stack(outs), d, c).to_csv(t, index=False)),
                   lambda out: (pd.read_csv(out/'lds.csv'), out.name), summary=lambda out: {'M': c.lds})
@@ -294,29 +312,39 @@ def _interval(x:np.ndarray) -> tuple[float, float, float]:
     h = float(_stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
     return m, m - h, m + h
 
-def _removal_runs(run, d, c, lang, removed, pool, base, rng) -> dict:
-    "Δ test loss and Δ accuracy of `lang` per repetition: `removed` (indices; None: m random of `pool`) against the full training set."
-    te, n = np.asarray(column(d.splits['test'], 'lang')) == lang, len(d.splits['train'])
-    out = {'d_loss': [], 'd_accuracy': []}
+def _removal_jobs(d, c, lang, removed, pool, rng) -> list:
+    "The R retrainings ((keep, j, seed) each) of one removal from `lang`: `removed` (indices; None: m random of `pool`, drawn anew each time)."
+    out = []
     for r in range(c.removal):
         idx = removed if removed is not None else rng.choice(pool, min(c.top_m, len(pool)), replace=False)
-        keep = np.ones(n, bool); keep[idx] = False
-        got = run.cached(retrain_stage(run, d, keep, f'removal {lang}', c.seed + r))
-        out['d_loss'].append(base[r]['output'][te].mean() - got['output'][te].mean())          # loss after − loss before
-        out['d_accuracy'].append(got['accuracy'][te].mean() - base[r]['accuracy'][te].mean())
+        keep = np.ones(len(d.splits['train']), bool); keep[idx] = False
+        out.append((keep, f'removal {lang}', c.seed + r))
     return out
+
+def _removal_deltas(d, lang, got:list, base:list) -> dict:
+    "Δ test loss and Δ accuracy of `lang` per repetition: the retrainings without the removed examples against the full training set."
+    te = np.asarray(column(d.splits['test'], 'lang')) == lang
+    return {'d_loss': [b['output'][te].mean() - g['output'][te].mean() for g, b in zip(got, base)],          # loss after − loss before
+            'd_accuracy': [g['accuracy'][te].mean() - b['accuracy'][te].mean() for g, b in zip(got, base)]}
 
 def removal_test(run:RunFolder, d:StudyData, c:StudyConfig, methods:list, full:dict, log=print) -> pd.DataFrame:
     "`--removal R`: each test language's top-m proponents by each method, and m random examples of the same group, removed and retrained R times."
-    tr_lang, te_lang, n, t0 = np.asarray(column(d.splits['train'], 'lang')), np.asarray(column(d.splits['test'], 'lang')), len(d.splits['train']), time.time()
-    base = [run.cached(retrain_stage(run, d, np.ones(n, bool), 'all', c.seed + r)) for r in range(c.removal)]
-    S, rng, rows = {m.label: m.full_scores(*full[m.name], c).double().numpy() for m in methods}, np.random.default_rng(c.seed), []
-    for lang in d.langs:
+    tr_lang, te_lang, n = np.asarray(column(d.splits['train'], 'lang')), np.asarray(column(d.splits['test'], 'lang')), len(d.splits['train'])
+    S, rng, plan = {m.label: m.full_scores(*full[m.name], c).double().numpy() for m in methods}, np.random.default_rng(c.seed), {}
+    jobs = [(np.ones(n, bool), 'all', c.seed + r) for r in range(c.removal)]                       # the full set, once per seed
+    for lang in d.langs:                                                 # every removal first (the draws), then every retraining at once
         pools = {'own language': np.flatnonzero(tr_lang == lang), 'other languages': np.flatnonzero(tr_lang != lang)}
-        rand = {g: _removal_runs(run, d, c, lang, None, pool, base, rng) for g, pool in pools.items()}
+        for g, pool in pools.items(): plan[lang, None, g] = len(jobs); jobs += _removal_jobs(d, c, lang, None, pool, rng)
         for label, scores in S.items():
             for g, top in removal_sets(scores, te_lang, tr_lang, lang, c.top_m).items():
-                got = _removal_runs(run, d, c, lang, top, None, base, rng)
+                plan[lang, label, g] = len(jobs); jobs += _removal_jobs(d, c, lang, top, None, rng)
+    outs, R, rows = retrain_all(run, d, c, jobs, log, 'removal retraining'), c.removal, []
+    base = outs[:R]
+    for lang in d.langs:
+        rand = {g: _removal_deltas(d, lang, outs[plan[lang, None, g]:plan[lang, None, g] + R], base) for g in ('own language', 'other languages')}
+        for label in S:
+            for g in ('own language', 'other languages'):
+                got = _removal_deltas(d, lang, outs[plan[lang, label, g]:plan[lang, label, g] + R], base)
                 row = {'method': label, 'test_lang': lang, 'proponents': g, 'retrainings': c.removal}
                 for k in ('d_loss', 'd_accuracy'):
                     row.update(zip((f'{k}_top', f'{k}_top_lo', f'{k}_top_hi'), _interval(got[k])))
@@ -324,5 +352,4 @@ def removal_test(run:RunFolder, d:StudyData, c:StudyConfig, methods:list, full:d
                 lo, hi = _interval(np.subtract(got['d_loss'], rand[g]['d_loss']))[1:]                   # paired by seed
                 rows.append({**row, 'd_loss_top_minus_random_lo': lo, 'd_loss_top_minus_random_hi': hi,
                              'separates': bool(lo > 0 or hi < 0)})
-        log(f"[{d.hp['task']}] removal test: {lang} done ({time.time() - t0:.0f} s)")
     return pd.DataFrame(rows)

@@ -17,11 +17,11 @@ from modtrace.tracing import method_agreement, share_matrix
 torch.set_num_threads(1)
 
 def test_the_methods_are_registered_and_an_unknown_one_is_refused_before_any_work(tmp_path, tiny_folder, shared_data):
-    assert {'tracin', 'gradient-dot', 'tracin-exact'} <= set(METHODS)
+    assert {'tracin', 'gradient-dot', 'tracin-exact', 'ekfac'} <= set(METHODS)
     assert StudyConfig.make(method='gradient-dot').method == ['gradient-dot']                  # one name, or several
     assert StudyConfig.make(method=['tracin', 'gradient-dot', 'tracin']).method == ['tracin', 'gradient-dot']
     c = dict(kw(tiny_folder, shared_data, tmp_path)); c.pop('log')
-    with pytest.raises(OptionError, match="method must be one of gradient-dot, tracin, tracin-exact, not 'trak'"):
+    with pytest.raises(OptionError, match="method must be one of ekfac, gradient-dot, tracin, tracin-exact, not 'trak'"):
         run_study(**c, method=['tracin', 'trak'], log=lambda *a: None)
     assert not (tmp_path/'pawsx').exists()                                                    # nothing was started
 
