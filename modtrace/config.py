@@ -67,7 +67,7 @@ class StudyConfig:
     layer_groups:bool=True      # also score the full model within each group of layers (which layers carry the sharing)
     check_estimator:int=20      # test examples whose sketched influence is checked against exact gradients (0: no check)
     check_train:int|None=None   # training examples of that check; default: all of them
-    removal:int=0               # the paper's premise tested by retraining (beyond the paper): remove each test language's top-m proponents by each method, and m random examples, retraining each this many times (0: off)
+    removal:int=0               # the paper's premise tested by retraining (beyond the paper): remove each test language's top-m proponents by each method, and m random examples, retraining each until their interval separates, at most this many times (0: off)
     lds:int=0                   # the linear datamodeling score of every method (beyond the paper): fine-tune on this many random halves of the training set and correlate (0: off; 64 is a floor for an interval that says something)
     allow_overlap:bool=False    # study data whose test examples also occur in train (more than 1%): influence is then trivially in-language
     threads:int=1               # CPU threads per process: the numbers depend on it, so it is fixed (and recorded), not the machine's
@@ -104,7 +104,7 @@ def _check_numbers(c:StudyConfig):
          'tracin_epochs', "{opt} must be epoch numbers >= 1, not %r." % (c.tracin_epochs,))
     need(c.workers is None or (is_int(c.workers) and c.workers >= 1), 'workers', "{opt} must be an integer >= 1 (leave it out for this machine's cores), not %r." % (c.workers,))
     need(is_int(c.check_estimator) and c.check_estimator >= 0, 'check_estimator', "{opt} must be an integer >= 0 (0: no check), not %r." % (c.check_estimator,))
-    need(is_int(c.removal) and (c.removal == 0 or c.removal >= 2), 'removal', "{opt} must be 0 (off) or the retrainings per removal, at least 2 (an interval needs two), not %r." % (c.removal,))
+    need(is_int(c.removal) and (c.removal == 0 or c.removal >= 2), 'removal', "{opt} must be 0 (off) or the most retrainings per removal, at least 2 (an interval needs two), not %r." % (c.removal,))
     need(not (c.removal and not c.keep_stores), 'removal', "{opt} scores every training example with each method's stored features after the other stages: leave --keep-stores on.")
     need(not (c.lds and not c.keep_stores), 'lds', "{opt} scores every training example with each method's stored features after the other stages: leave --keep-stores on.")
     need(is_int(c.lds) and (c.lds == 0 or c.lds >= 2), 'lds', "{opt} must be 0 (off) or the number of retrainings, at least 2 (64 or more for a useful interval), not %r." % (c.lds,))

@@ -45,6 +45,9 @@ class Method:
     def row_bytes(self, arch, c:StudyConfig, n_checkpoints:int) -> int:
         "The bytes one example's stored features take over `n_checkpoints` checkpoints."
         return 0
+    def checkpoints(self, d) -> str:
+        "Which checkpoints its scores sum over, for the log."
+        return f"over checkpoints {d.tracin_epochs}"
     def factor_bytes(self, arch, c:StudyConfig) -> int:
         "The bytes of what it stores once per fine-tuning run and mask besides the examples' rows (EK-FAC's factors)."
         return 0
@@ -170,6 +173,7 @@ class EKFAC(GradientDot):
     "EK-FAC influence functions (`modtrace.ekfac`) at the final checkpoint: gradients whitened by the damped Gauss-Newton, sketched."
     name, label, sketched = 'ekfac', 'EK-FAC influence', False
     def features(self, run, ft, ds, xi, d, c, pool=None, log=print): return ekfac_stage(run, ft, d, ds, xi, c, pool, log)
+    def checkpoints(self, d): return "at each run's final checkpoint"
     def row_bytes(self, arch, c, n_checkpoints):                     # one checkpoint, float32, whatever TracIn's count
         return Sketcher(arch, d=SKETCH['d'], layers=c.sketch_layers, seed=SKETCH['seed']).dim * 4
     def factor_bytes(self, arch, c):

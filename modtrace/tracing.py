@@ -24,8 +24,8 @@ from .stages import StudyData, for_worker, gb, processes
 from .units import Masks
 
 # %% auto #0
-__all__ = ['EXACT_BUDGET', 'CHECK_D', 'share_table', 'read_shares', 'influence_stage', 'variant_examples', 'trace',
-           'unused_after', 'drop_stores', 'groups_stage', 'estimator_stage', 'estimator_check', 'exact_at',
+__all__ = ['EXACT_BUDGET', 'CHECK_D', 'REMOVAL_START', 'share_table', 'read_shares', 'influence_stage', 'variant_examples',
+           'trace', 'unused_after', 'drop_stores', 'groups_stage', 'estimator_stage', 'estimator_check', 'exact_at',
            'specificity_stage', 'results_stage', 'share_matrix', 'method_agreement', 'agreement_stage', 'retrain_stage',
            'lds_table', 'retrain_into', 'retrain_all', 'lds_stage', 'removal_sets', 'removal_test']
 
@@ -76,7 +76,7 @@ def trace(run:RunFolder, runs:dict, d:StudyData, variants:list, c:StudyConfig, m
     names = {v.name: tuple(run.folder(s).name for s in feats(v)) for v in variants}
     got = {k: run.cached(s) for k, f in names.items() if k != 'full' and run.complete(s := influence_stage(method, c, f))}
     ps.wait_for_everyone()                               # (every process has read what was done before any writes more)
-    log(f"[{d.hp['task']}] {method.label} over checkpoints {d.tracin_epochs}: {len(variants)} variants, top-m = {c.top_m}"
+    log(f"[{d.hp['task']}] {method.label} {method.checkpoints(d)}: {len(variants)} variants, top-m = {c.top_m}"
         + (f", {n} processes featurizing" if n > 1 else ""))
     with LocalPool(d.arch, n, c.threads) as pool, ThreadPoolExecutor(1) as scorer:   # (workers start at the first store to sketch)
         for i, v in enumerate(variants):
@@ -312,14 +312,17 @@ def _interval(x:np.ndarray) -> tuple[float, float, float]:
     h = float(_stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
     return m, m - h, m + h
 
-def _removal_jobs(d, c, lang, removed, pool, rng) -> list:
-    "The R retrainings ((keep, j, seed) each) of one removal from `lang`: `removed` (indices; None: m random of `pool`, drawn anew each time)."
-    out = []
-    for r in range(c.removal):
-        idx = removed if removed is not None else rng.choice(pool, min(c.top_m, len(pool)), replace=False)
-        keep = np.ones(len(d.splits['train']), bool); keep[idx] = False
-        out.append((keep, f'removal {lang}', c.seed + r))
-    return out
+REMOVAL_START = 3   # repetitions of every removal before the first look; then one more per round where the interval still spans 0
+
+def _removal_job(d:StudyData, c:StudyConfig, lang:str, removed, r:int) -> tuple:
+    "Repetition r of the retraining without the examples `removed` (indices) for `lang`: (keep, j, seed)."
+    keep = np.ones(len(d.splits['train']), bool); keep[removed] = False
+    return keep, ('all' if lang is None else f'removal {lang}'), c.seed + r
+
+def _random_removed(c:StudyConfig, langs:list, lang:str, g:str, pool:np.ndarray, r:int) -> np.ndarray:
+    "Repetition r's m random examples of `pool` (group `g` of `lang`): a draw of its own, the same whatever ran before."
+    rng = np.random.default_rng([c.seed, langs.index(lang), ('own language', 'other languages').index(g), r])
+    return rng.choice(pool, min(c.top_m, len(pool)), replace=False)
 
 def _removal_deltas(d, lang, got:list, base:list) -> dict:
     "Δ test loss and Δ accuracy of `lang` per repetition: the retrainings without the removed examples against the full training set."
@@ -327,29 +330,39 @@ def _removal_deltas(d, lang, got:list, base:list) -> dict:
     return {'d_loss': [b['output'][te].mean() - g['output'][te].mean() for g, b in zip(got, base)],          # loss after − loss before
             'd_accuracy': [g['accuracy'][te].mean() - b['accuracy'][te].mean() for g, b in zip(got, base)]}
 
+def _removal_row(label, lang, g, got:dict, rand:dict) -> dict:
+    "One row of the removal table: each Δ's mean and interval, top-m and random, and whether their paired difference separates."
+    row = {'method': label, 'test_lang': lang, 'proponents': g, 'retrainings': len(got['d_loss'])}
+    for k in ('d_loss', 'd_accuracy'):
+        row.update(zip((f'{k}_top', f'{k}_top_lo', f'{k}_top_hi'), _interval(got[k])))
+        row.update(zip((f'{k}_random', f'{k}_random_lo', f'{k}_random_hi'), _interval(rand[k])))
+    lo, hi = _interval(np.subtract(got['d_loss'], rand['d_loss']))[1:]                       # paired by seed
+    return {**row, 'd_loss_top_minus_random_lo': lo, 'd_loss_top_minus_random_hi': hi, 'separates': bool(lo > 0 or hi < 0)}
+
+def _removal_round(run, d, c, tops:dict, groups:dict, R:int, log) -> dict:
+    "Every retraining of R repetitions of the removals `tops` and their controls (shared by the processes): {what: outputs}."
+    jobs = {('base', r): _removal_job(d, c, None, [], r) for r in range(R)}
+    for (lang, label, g), top in tops.items():
+        for r in range(R):
+            jobs['random', lang, g, r] = _removal_job(d, c, lang, _random_removed(c, d.langs, lang, g, groups[lang][g], r), r)
+            jobs['top', lang, label, g, r] = _removal_job(d, c, lang, top, r)
+    return dict(zip(jobs, retrain_all(run, d, c, list(jobs.values()), log, 'removal retraining')))
+
 def removal_test(run:RunFolder, d:StudyData, c:StudyConfig, methods:list, full:dict, log=print) -> pd.DataFrame:
-    "`--removal R`: each test language's top-m proponents by each method, and m random examples of the same group, removed and retrained R times."
-    tr_lang, te_lang, n = np.asarray(column(d.splits['train'], 'lang')), np.asarray(column(d.splits['test'], 'lang')), len(d.splits['train'])
-    S, rng, plan = {m.label: m.full_scores(*full[m.name], c).double().numpy() for m in methods}, np.random.default_rng(c.seed), {}
-    jobs = [(np.ones(n, bool), 'all', c.seed + r) for r in range(c.removal)]                       # the full set, once per seed
-    for lang in d.langs:                                                 # every removal first (the draws), then every retraining at once
-        pools = {'own language': np.flatnonzero(tr_lang == lang), 'other languages': np.flatnonzero(tr_lang != lang)}
-        for g, pool in pools.items(): plan[lang, None, g] = len(jobs); jobs += _removal_jobs(d, c, lang, None, pool, rng)
-        for label, scores in S.items():
-            for g, top in removal_sets(scores, te_lang, tr_lang, lang, c.top_m).items():
-                plan[lang, label, g] = len(jobs); jobs += _removal_jobs(d, c, lang, top, None, rng)
-    outs, R, rows = retrain_all(run, d, c, jobs, log, 'removal retraining'), c.removal, []
-    base = outs[:R]
-    for lang in d.langs:
-        rand = {g: _removal_deltas(d, lang, outs[plan[lang, None, g]:plan[lang, None, g] + R], base) for g in ('own language', 'other languages')}
-        for label in S:
-            for g in ('own language', 'other languages'):
-                got = _removal_deltas(d, lang, outs[plan[lang, label, g]:plan[lang, label, g] + R], base)
-                row = {'method': label, 'test_lang': lang, 'proponents': g, 'retrainings': c.removal}
-                for k in ('d_loss', 'd_accuracy'):
-                    row.update(zip((f'{k}_top', f'{k}_top_lo', f'{k}_top_hi'), _interval(got[k])))
-                    row.update(zip((f'{k}_random', f'{k}_random_lo', f'{k}_random_hi'), _interval(rand[g][k])))
-                lo, hi = _interval(np.subtract(got['d_loss'], rand[g]['d_loss']))[1:]                   # paired by seed
-                rows.append({**row, 'd_loss_top_minus_random_lo': lo, 'd_loss_top_minus_random_hi': hi,
-                             'separates': bool(lo > 0 or hi < 0)})
-    return pd.DataFrame(rows)
+    "`--removal R`: each test language's top-m proponents by each method, and m random examples of the same group, removed and retrained until their paired interval separates, at most R times."
+    tr_lang, te_lang = np.asarray(column(d.splits['train'], 'lang')), np.asarray(column(d.splits['test'], 'lang'))
+    groups = {l: {'own language': np.flatnonzero(tr_lang == l), 'other languages': np.flatnonzero(tr_lang != l)} for l in d.langs}
+    S = {m.label: m.full_scores(*full[m.name], c).double().numpy() for m in methods}
+    tops = {(lang, label, g): top for lang in d.langs for label, sc in S.items() for g, top in removal_sets(sc, te_lang, tr_lang, lang, c.top_m).items()}
+    done, R = {}, min(c.removal, REMOVAL_START)
+    while True:
+        active = {k: v for k, v in tops.items() if k not in done}
+        outs = _removal_round(run, d, c, active, groups, R, log)
+        base = [outs['base', r] for r in range(R)]
+        for (lang, label, g) in active:
+            row = _removal_row(label, lang, g, _removal_deltas(d, lang, [outs['top', lang, label, g, r] for r in range(R)], base),
+                               _removal_deltas(d, lang, [outs['random', lang, g, r] for r in range(R)], base))
+            if row['separates'] or R == c.removal: done[lang, label, g] = row
+        if len(done) == len(tops): return pd.DataFrame([done[k] for k in tops])
+        log(f"[{d.hp['task']}] removal test: {len(tops) - len(done)} of {len(tops)} removals do not separate after {R} retrainings: one more each")
+        R += 1

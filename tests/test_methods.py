@@ -85,7 +85,8 @@ def test_the_lds_of_a_study_against_retraining_and_spearman_by_hand(tmp_path, ti
     from scipy import stats
     from modtrace.finetune import finetune, predict
     from modtrace.methods import lds as lds_fn, method_named, subset_draws
-    st = run_study(**kw(tiny_folder, shared_data, tmp_path), method=['tracin', 'gradient-dot'], lds=4, check_estimator=0, layer_groups=False)
+    st = run_study(**kw(tiny_folder, shared_data, tmp_path), method=['tracin', 'gradient-dot'], lds=4, check_estimator=0, layer_groups=False,
+                   workers=2)                                                    # halves 0 and 2 retrained here, 1 and 3 by a worker
     run = tmp_path/'pawsx'
     rec = json.loads((run/'study.json').read_text())
     table = pd.read_csv(run/'figures'/'lds.csv')
@@ -94,11 +95,11 @@ def test_the_lds_of_a_study_against_retraining_and_spearman_by_hand(tmp_path, ti
     c = dict(kw(tiny_folder, shared_data, tmp_path)); c.pop('log')
     d = prepare(StudyConfig.make(**c), log=lambda *a: None)
     subsets = subset_draws(len(d.splits['train']), 4, 0.5, 0)
-    ft = finetune(d.model(), d.tok, {'train': d.splits['train'].select(np.flatnonzero(subsets[0]))}, tmp_path/'by-hand', progress=False, **d.ft)
-    by_hand0 = -predict(ft.model, d.splits['test'], progress=False)['loss'].to_numpy()
     retrains = json.loads((run/rec['stages']['lds']/'stage.json').read_text())['key']['retrains']
     outputs = np.stack([pd.read_csv(run/f/'outputs.csv')['output'].to_numpy() for f in retrains])
-    np.testing.assert_allclose(outputs[0], by_hand0, rtol=1e-5, atol=1e-6)
+    for j in (0, 1):
+        ft = finetune(d.model(), d.tok, {'train': d.splits['train'].select(np.flatnonzero(subsets[j]))}, tmp_path/f'by-hand-{j}', progress=False, **d.ft)
+        np.testing.assert_allclose(outputs[j], -predict(ft.model, d.splits['test'], progress=False)['loss'].to_numpy(), rtol=1e-5, atol=1e-6)
     infl = json.loads((run/rec['stages']['influence']['full']/'stage.json').read_text())['key']
     te = [SketchStore(run/infl['test']/f'epoch-{e}') for e in (1, 2)]
     tr = [SketchStore(run/infl['train']/f'epoch-{e}') for e in (1, 2)]
@@ -148,3 +149,31 @@ def test_the_removal_test_against_retraining_by_hand(tmp_path, tiny_folder, shar
     row = table[(table.test_lang == lang) & (table.proponents == 'own language')].iloc[0]
     assert row.d_loss_top == pytest.approx(np.mean(by_hand), abs=1e-5)
     assert len(list(run.glob('retrain-*'))) == 2 + 5 * 2 * 2 * 2                # the base, and per language 2 groups x (top, random) x 2
+
+def test_the_removal_test_repeats_until_the_interval_separates(monkeypatch):
+    "Retraining replaced by a known response: removing language a's top-2 raises its test loss by 1 (clear at once); nothing moves b's (noise alone)."
+    from datasets import Dataset
+    import modtrace.tracing as tracing
+    train = Dataset.from_dict({'id': [str(i) for i in range(20)], 'lang': ['a'] * 10 + ['b'] * 10})
+    test = Dataset.from_dict({'id': [f't{i}' for i in range(4)], 'lang': ['a', 'a', 'b', 'b']})
+    d = SimpleNamespace(splits={'train': train, 'test': test}, langs=['a', 'b'], hp={'task': 'toy'})
+    S = np.zeros((4, 20)); S[:2, :2] = 1; S[:2, 12:14] = 1; S[2:, 10:12] = 1           # a's proponents: 0, 1 (own), 12, 13 (other)
+    method = SimpleNamespace(name='toy', label='toy', full_scores=lambda *a: torch.as_tensor(S))
+    calls = []
+    def fake(run, d, c, jobs, log, what):
+        calls.append(len(jobs))
+        out = []
+        for keep, j, seed in jobs:
+            noise = np.random.default_rng([seed, *np.flatnonzero(~keep)]).normal(0, 1, 4)
+            loss = np.r_[[1.0 * (not keep[0] and not keep[1]) + 0.01 * noise[0]] * 2, noise[2:]]   # a: the effect; b: noise
+            out.append(pd.DataFrame({'id': test['id'], 'lang': test['lang'], 'output': -loss, 'accuracy': 0.5}))
+        return out
+    monkeypatch.setattr(tracing, 'retrain_all', fake)
+    said = []
+    table = tracing.removal_test(None, d, StudyConfig.make(removal=8, top_m=2), [method], {'toy': ((), ())}, log=said.append).set_index(['test_lang', 'proponents'])
+    assert len(table) == 4 and table.retrainings.between(3, 8).all()
+    assert table.loc[('a', 'own language'), 'separates'] and table.loc[('a', 'own language'), 'retrainings'] == 3   # clear at the first look
+    assert table.loc[('a', 'own language'), 'd_loss_top'] == pytest.approx(1.0, abs=0.05)
+    assert (table.separates | (table.retrainings == 8)).all()                                # stopped early only once separated
+    assert not table.loc[('b', 'own language'), 'separates'] and table.loc[('b', 'own language'), 'retrainings'] == 8
+    assert calls[0] == 3 * (1 + 4 * 2) and len(calls) == 1 + (8 - 3) and said and 'do not separate after 3 retrainings' in said[0]
