@@ -13,7 +13,7 @@ from .model import IGNORE, cross_entropy
 from .sketch import KroneckerProjector, Sketcher, SketchError, iter_sketches
 
 # %% auto #0
-__all__ = ['FISHERS', 'SampledLoss', 'EKFACFactors', 'ekfac_factors', 'EKFACProjector']
+__all__ = ['FISHERS', 'LAMBDA_NUMBERS', 'SampledLoss', 'EKFACFactors', 'ekfac_factors', 'EKFACProjector']
 
 # %% ../nbs/11_ekfac.ipynb #e005
 FISHERS = ('sampled', 'empirical')   # the Fisher's labels: drawn from the model's prediction (Gauss-Newton), or the true ones
@@ -79,6 +79,8 @@ class EKFACFactors:
         return cls(*({n: t[f"{k}.{n}"] for n in names} for k in ('QA', 'QS', 'lam')), {n: float(t[f"damping.{n}"]) for n in names})
 
 # %% ../nbs/11_ekfac.ipynb #e013
+LAMBDA_NUMBERS = 1 << 28   # the second pass holds a batch's whole rotated gradients: its batch is cut to this many numbers (1 GiB)
+
 def ekfac_factors(
     model,                  # the classifier (or LM), holding the weights whose curvature is wanted (the final checkpoint)
     ds,                     # tokenized training examples: the expectation is over them
@@ -103,9 +105,11 @@ def ekfac_factors(
     eig = lambda M: torch.linalg.eigh(M.double())[1].float()                            # eigenvectors, in float64
     QA, QS = {n: eig(cov.A[n]) for n in names}, {n: eig(cov.S[n]) for n in names}
     lam = {n: torch.zeros(s, dtype=torch.float64) for n, s in zip(names, shapes)}       # (m, n) each
+    sizes = [m * k for m, k in shapes]
+    B = max(1, min(batch_size, LAMBDA_NUMBERS // sum(sizes)))                         # a batch's rotated gradients: (B, Σ m·n)
     with Sketcher(model, layers=layers, projector=_Rotation(QA, QS), loss_fn=labels()) as sk:
-        for _, S, _, _ in iter_sketches(sk, ds, xi, batch_size, progress=progress, unit=unit):
-            for n, part in zip(names, S.double().split([m * k for m, k in shapes], 1)): lam[n] += part.square().sum(0).view(lam[n].shape)
+        for _, S, _, _ in iter_sketches(sk, ds, xi, B, progress=progress, unit=unit):
+            for n, part in zip(names, S.split(sizes, 1)): lam[n] += part.square().sum(0).view(lam[n].shape).double()
     lam = {n: (v / len(ds)).float() for n, v in lam.items()}
     damp = {n: 0.1 * float(v.double().mean()) if damping is None else float(damping) for n, v in lam.items()}
     return EKFACFactors(QA, QS, lam, damp)

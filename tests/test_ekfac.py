@@ -150,3 +150,8 @@ def test_a_study_with_ekfac(tmp_path, tiny_folder, shared_data):
     # and the factors are those of the training set at the final checkpoint, labels drawn with the study's seed
     again = ekfac_factors(model.eval(), d.splits['train'], seed=d.hp['seed'])
     assert all(torch.allclose(again.lam[n], f.lam[n], rtol=1e-4, atol=1e-8) for n in f.names)
+    # the analysis notebook reads a study of several methods: each method's conclusions, and whether their signs agree
+    from modtrace.report import execute_analysis
+    nb = json.loads(execute_analysis(run, log=lambda *a: None).read_text())
+    text = '\n'.join(''.join(o.get('data', {}).get('text/plain', '') or o.get('text', '')) for c in nb['cells'] if c['cell_type'] == 'code' for o in c['outputs'])
+    assert 'same sign under every method' in text and 'EK-FAC influence' in text

@@ -33,10 +33,13 @@ def test_two_processes_never_reuse_one_process_fine_tuning(one_process, tiny_fol
     assert rec['environment']['processes'] == 2 and not list(run.rglob('part-*'))   # (the sketch parts were merged and removed)
 
 def test_two_processes_from_scratch_write_every_result(tiny_folder, shared_data, tmp_path, one_process):
-    launch(args(tiny_folder, shared_data, tmp_path))
+    "Every result, with EK-FAC beside TracIn (factors by process 0, features in parts) and the LDS's retrainings shared by the processes."
+    launch(args(tiny_folder, shared_data, tmp_path) + ['--method', 'tracin', 'ekfac', '--lds', '2'])
     figs = tmp_path/'pawsx'/'figures'
     missing = [f'{n}.{x}' for n in FIGURES for x in ('png', 'svg', 'csv') if not (figs/f'{n}.{x}').exists()]
     assert not missing + [t for t in TABLES if not (figs/f'{t}.csv').exists()]
+    assert (figs/'ekfac'/'fig10_full_positive.csv').exists() and len(pd.read_csv(figs/'lds.csv')) == 4
+    assert len(list((tmp_path/'pawsx').glob('retrain-*'))) == 2 and len(list((tmp_path/'pawsx').glob('ekfac-factors-*'))) >= 1
     acc2 = pd.read_csv(tmp_path/'pawsx'/'accuracy.csv', index_col=0, header=[0, 1])
     acc1 = pd.read_csv(one_process/'accuracy.csv', index_col=0, header=[0, 1])
     assert acc2.shape == acc1.shape                                       # data-parallel fine-tuning: the same table, other arithmetic

@@ -20,7 +20,7 @@ import torch, datasets
 datasets.disable_progress_bars()
 from datasets import Dataset
 from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
-from modtrace.ekfac import EKFACProjector, SampledLoss, _Covariances, _Rotation, EKFACFactors
+from modtrace.ekfac import LAMBDA_NUMBERS, EKFACFactors, EKFACProjector, SampledLoss, _Covariances, _Rotation
 from modtrace.sketch import Sketcher, iter_sketches
 
 SIZES = {'demo': dict(layers=4, heads=4, hidden=64), 'base': dict(layers=12, heads=12, hidden=768)}
@@ -42,10 +42,11 @@ def make_rows(n):
 def timed(fn):
     t0 = time.perf_counter(); out = fn(); return time.perf_counter() - t0, out
 
-def run_pass(model, ds, projector, loss_fn=None):
+def run_pass(model, ds, projector, loss_fn=None, batch=B):
+    "Each batch's rows, one batch at a time (a generator: a whole pass's rotated gradients would not fit in memory)."
     kw = {} if loss_fn is None else {'loss_fn': loss_fn}
     with Sketcher(model, projector=projector, **kw) as sk:
-        return [S for _, S, _, _ in iter_sketches(sk, ds, None, B, progress=False)]
+        for _, S, _, _ in iter_sketches(sk, ds, None, batch, progress=False): yield S
 
 def main():
     ap = argparse.ArgumentParser()
@@ -55,11 +56,11 @@ def main():
     torch.set_num_threads(a.threads)
     print(subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip())
     model, ds = make_model(a.model), make_rows(a.n)
-    run_pass(model, ds.select(range(B)), None)                                    # warm-up
+    list(run_pass(model, ds.select(range(B)), None))                              # warm-up
     t = {}
-    t['tracin sketch'], _ = timed(lambda: run_pass(model, ds, None))
+    t['tracin sketch'], _ = timed(lambda: list(run_pass(model, ds, None)))
     cov = _Covariances()
-    t['ekfac covariance'], _ = timed(lambda: run_pass(model, ds, cov, SampledLoss(seed=0)))
+    t['ekfac covariance'], _ = timed(lambda: list(run_pass(model, ds, cov, SampledLoss(seed=0))))
     def eig():
         e = lambda M: torch.linalg.eigh(M.double())[1].float()
         return {n: e(M) for n, M in cov.A.items()}, {n: e(M) for n, M in cov.S.items()}
@@ -68,12 +69,13 @@ def main():
         lin = Sketcher(model).linears
         shapes = [tuple(lin[n].weight.shape) for n in lin]
         acc = {n: torch.zeros(s, dtype=torch.float64) for n, s in zip(lin, shapes)}
-        for S in run_pass(model, ds, _Rotation(QA, QS), SampledLoss(seed=0)):
-            for n, part in zip(lin, S.double().split([m * k for m, k in shapes], 1)): acc[n] += part.square().sum(0).view(acc[n].shape)
+        sizes = [m * k for m, k in shapes]
+        for S in run_pass(model, ds, _Rotation(QA, QS), SampledLoss(seed=0), max(1, min(B, LAMBDA_NUMBERS // sum(sizes)))):
+            for n, part in zip(lin, S.split(sizes, 1)): acc[n] += part.square().sum(0).view(acc[n].shape).double()
         return {n: (v / len(ds)).float() for n, v in acc.items()}
     t['ekfac lambda'], L = timed(lam)
     f = EKFACFactors(QA, QS, L, {n: 0.1 * float(v.double().mean()) for n, v in L.items()})
-    t['ekfac features'], _ = timed(lambda: run_pass(model, ds, EKFACProjector(f, d=256, seed=0)))
+    t['ekfac features'], _ = timed(lambda: list(run_pass(model, ds, EKFACProjector(f, d=256, seed=0))))
     n_params = sum(l.weight.numel() for l in Sketcher(model).linears.values())
     print(f"{a.model}: {n_params / 1e6:.1f}M weights in {len(Sketcher(model).linears)} linear layers, N = {a.n} examples of {T} tokens, "
           f"batch {B}, {a.threads} threads")
