@@ -31,10 +31,10 @@ def _pool_init(model:bytes|None, threads:int, quiet:tuple):
     torch.set_num_threads(threads); _POOL_MODEL = None if model is None else pickle.loads(model)
     set_hf_settings(quiet)
 
-def _pool_part(ds, path, part:int, n_parts:int, checkpoint, load_fn, kw:dict):
-    "A worker's task: θ_e's weights into its model, then its share of `ds` (`build_part`)."
+def _pool_part(ds, path, part:int, n_parts:int, checkpoint, load_fn, kw:bytes):
+    "A worker's task: θ_e's weights into its model, then its share of `ds` (`build_part`; `kw` pickled by the caller)."
     load_fn(_POOL_MODEL, Path(checkpoint))
-    build_part(_POOL_MODEL, ds, path, part, n_parts, checkpoint=checkpoint, **{**kw, 'progress': False})
+    build_part(_POOL_MODEL, ds, path, part, n_parts, checkpoint=checkpoint, **{**pickle.loads(kw), 'progress': False})
 
 def _with_model(fn, args, kw):
     "A worker's task that takes its copy of the model first (`LocalPool.submit(..., with_model=True)`)."
@@ -75,7 +75,8 @@ def build(self:LocalPool,
     "Sketch `ds` into the store at `path`, each process its share (`build_part`), merged into the store one process writes."
     if self.n > 1 and self.ex is None: raise StoreError("Use the LocalPool in a `with` block: its workers start there.")
     part = importable('modtrace.pool', '_pool_part')
-    futures = [self.ex.submit(part, ds, path, p, self.n, checkpoint, load_fn, kw) for p in range(1, self.n)]
+    kw_bytes = pickle.dumps(kw)              # now: the executor pickles in a thread, while share 0 fills a projector's caches
+    futures = [self.ex.submit(part, ds, path, p, self.n, checkpoint, load_fn, kw_bytes) for p in range(1, self.n)]
     build_part(model, ds, path, 0, self.n, checkpoint=checkpoint, **kw)
     for f in futures: self.result(f)                                     # a worker's error is raised here
     return merge_parts(path, self.n)

@@ -246,15 +246,20 @@ def agreement_stage(run:RunFolder, methods:list, full:dict, influence:dict, shar
 def retrain_stage(run:RunFolder, d:StudyData, keep:np.ndarray, j, seed:int|None=None) -> Stage:
     "Retraining `j` (an LDS subset, a removal): fine-tuning on the examples `keep` marks alone (the study's settings and start; `seed`: another order); per test example, minus its loss and its accuracy."
     train, test, seed = d.splits['train'].select(np.flatnonzero(keep)), d.splits['test'], d.hp['seed'] if seed is None else seed
+    ps = d.ps if d.ps is not None and d.ps.num_processes > 1 else None    # launched: every process trains it (data-parallel)
+    main = ps is None or ps.is_main_process
     def compute(out):
         ft = finetune(d.model(), d.tok, {'train': train}, out/'run', progress=False, **{**d.ft, 'seed': seed})
-        p = predict(ft.model, test, progress=False, loss_fn=d.objective.loss_fn)
-        df = pd.DataFrame({'id': column(test, 'id'), 'lang': column(test, 'lang'), 'output': -p['loss'].to_numpy(),
-                           'accuracy': (p['right'] / p['tokens'] if 'tokens' in p else p['correct']).astype(float).to_numpy()})
-        atomic_write(out/'outputs.csv', lambda t: df.to_csv(t, index=False))
-        shutil.rmtree(out/'run')                                         # (the weights are not needed again)
+        if main:
+            p = predict(ft.model, test, progress=False, loss_fn=d.objective.loss_fn)
+            df = pd.DataFrame({'id': column(test, 'id'), 'lang': column(test, 'lang'), 'output': -p['loss'].to_numpy(),
+                               'accuracy': (p['right'] / p['tokens'] if 'tokens' in p else p['correct']).astype(float).to_numpy()})
+            atomic_write(out/'outputs.csv', lambda t: df.to_csv(t, index=False))
+        if ps is not None: ps.wait_for_everyone()                        # (every process is done with the run's files)
+        if main: shutil.rmtree(out/'run')                                # (the weights are not needed again)
     return Stage('retrain', {**d.hp, 'seed': seed, 'subset': j, 'train': example_keys(train), 'test': example_keys(test)}, compute,
-                 lambda out: pd.read_csv(out/'outputs.csv', dtype={'id': str}), summary=lambda out: {'n': len(train)})
+                 lambda out: pd.read_csv(out/'outputs.csv', dtype={'id': str}), summary=lambda out: {'n': len(train)},
+                 barrier=ps.wait_for_everyone if ps is not None else None)
 
 def lds_table(methods:list, full:dict, subsets:np.ndarray, outputs:np.ndarray, d:StudyData, c:StudyConfig) -> pd.DataFrame:
     "Each method's LDS with its interval over the subsets, beside random scores and the label balance alone."
@@ -273,10 +278,9 @@ def retrain_into(d:StudyData, keep:np.ndarray, j, seed, out):
     retrain_stage(None, d, keep, j, seed).compute(Path(out))
 
 def retrain_all(run:RunFolder, d:StudyData, c:StudyConfig, jobs:list, log=print, what:str='retraining') -> list:
-    "The retrainings `jobs` ((keep, j, seed) each) shared by the study's processes and each one's local workers; their outputs, in order."
-    ps, t0 = d.ps or processes(), time.time()
-    stages = [retrain_stage(run, d, *job) for job in jobs]
-    mine = [i for i, s in enumerate(stages) if i % ps.num_processes == ps.process_index and not run.complete(s)]
+    "The retrainings `jobs` ((keep, j, seed) each), side by side in local workers; launched processes train each one together (data-parallel)."
+    t0, stages = time.time(), [retrain_stage(run, d, *job) for job in jobs]
+    mine = [i for i, s in enumerate(stages) if not run.complete(s)]
     with LocalPool(None, max(1, min(d.workers, len(mine))), c.threads) as pool:                  # (d.workers is 1 when launched)
         there = {i: pool.submit(importable('modtrace.tracing', 'retrain_into'), for_worker(d), *jobs[i], run.folder(stages[i]))
                  for k, i in enumerate(mine) if k % pool.n}                                      # every n-th here, the others in workers
@@ -284,7 +288,6 @@ def retrain_all(run:RunFolder, d:StudyData, c:StudyConfig, jobs:list, log=print,
             run.cached(stages[i], compute=(lambda out, f=there[i]: pool.result(f)) if i in there else None)
             if (k + 1) % max(1, len(mine) // 8) == 0 or k + 1 == len(mine):
                 log(f"[{d.hp['task']}] {what} {k + 1}/{len(mine)} ({time.time() - t0:.0f} s" + (f", {pool.n} processes)" if pool.n > 1 else ")"))
-    ps.wait_for_everyone()                                               # (every process's retrainings are done)
     return [run.cached(s) for s in stages]
 
 def lds_stage(run:RunFolder, d:StudyData, c:StudyConfig, methods:list, full:dict, influence:dict, log=print) -> tuple[pd.DataFrame, str]:
