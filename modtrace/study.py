@@ -23,7 +23,7 @@ from .tracing import (agreement_stage, drop_stores, lds_stage, removal_test, est
 
 # %% auto #0
 __all__ = ['Study', 'accuracy_frame', 'environment', 'record_study', 'run_study', 'plan', 'measured_times', 'checks', 'finish',
-           'compare_methods', 'study_choices', 'log_summary']
+           'retrain_together', 'compare_methods', 'study_choices', 'log_summary']
 
 # %% ../nbs/23_study.ipynb #u011
 @dataclass
@@ -120,6 +120,7 @@ def run_study(
         variants = study_variants(xi, rxi, focus, sub, comp)
         traced = {m.name: trace(run, runs, d, variants, c, m, log) for m in methods}   # (methods on the same sketches share them)
         shares, used, (te, tr) = traced[methods[0].name]
+        if ps.num_processes > 1: retrain_together(run, d, c, methods, traced, log)   # launched: every process trains each retraining
         if run.main:
             found = checks(run, d, c, runs['full'], xi, te, tr, methods[0], log)
             ctx = ResultInputs(shares, {k: runs[r].results['epochs'] for k, r in RUNS.items()}, xi, variants, focus, comp,
@@ -188,6 +189,12 @@ def finish(run:RunFolder, d:StudyData, c:StudyConfig, runs:dict, ctx:ResultInput
     done = [('figures and tables', run.path/'figures')]
     if c.report: done = [('executed notebook', write_report(run.path, log)[0]), *done, ('docs site', run.path/'docs'/'index.html')]
     log(f"[{run.path.name}] done.\n" + '\n'.join(f"  {k}: {v}" for k, v in done))
+
+def retrain_together(run:RunFolder, d:StudyData, c:StudyConfig, methods:list, traced:dict, log=print):
+    "The LDS's and the removal test's retrainings, in every launched process at once (data-parallel, as every fine-tuning); `finish` then reads them."
+    full, influence = {k: t[2] for k, t in traced.items()}, {k: t[1] for k, t in traced.items()}
+    if c.lds: lds_stage(run, d, c, methods, full, influence, log)
+    if c.removal: removal_test(run, d, c, methods, full, log)
 
 def compare_methods(run:RunFolder, c:StudyConfig, ctx:ResultInputs, methods:list, traced:dict, stages:dict, log=print) -> dict:
     "Each further method's results under RUN/figures/METHOD, and every pair's agreement (RUN/figures/method_agreement.csv)."

@@ -295,10 +295,13 @@ def lds_stage(run:RunFolder, d:StudyData, c:StudyConfig, methods:list, full:dict
     subsets = subset_draws(len(d.splits['train']), c.lds, 0.5, c.seed)
     jobs = [(keep, j, None) for j, keep in enumerate(subsets)]
     outs = [o['output'].to_numpy() for o in retrain_all(run, d, c, jobs, log, 'LDS retraining')]
-    folders = [run.folder(retrain_stage(run, d, *job)).name for job in jobs]
+    folders, ps = [run.folder(retrain_stage(run, d, *job)).name for job in jobs], d.ps if d.ps is not None and d.ps.num_processes > 1 else None
+    def compute(out):
+        if ps is None or ps.is_main_process:
+            atomic_write(out/'lds.csv', lambda t: lds_table(methods, full, subsets, np.stack(outs), d, c).to_csv(t, index=False))
     stage = Stage('lds', dict(influence={m.name: influence[m.name]['full'] for m in methods}, retrains=folders, M=c.lds, seed=c.seed),
-                  lambda out: atomic_write(out/'lds.csv', lambda t: lds_table(methods, full, subsets, np.stack(outs), d, c).to_csv(t, index=False)),
-                  lambda out: (pd.read_csv(out/'lds.csv'), out.name), summary=lambda out: {'M': c.lds})
+                  compute, lambda out: (pd.read_csv(out/'lds.csv'), out.name), summary=lambda out: {'M': c.lds},
+                  barrier=ps.wait_for_everyone if ps is not None else None)
     return run.cached(stage)
 
 # %% ../nbs/22_tracing.ipynb #t025
