@@ -1,6 +1,6 @@
 """EK-FAC influence functions (issue 21): the factors and the preconditioned features against kronfluence itself, against
 a dense computation of EK-FAC's definition under per-language masks, and as a study method."""
-import copy, json, os, tempfile
+import copy, json
 import numpy as np, pytest, torch
 import torch.nn.functional as F
 from datasets import Dataset
@@ -32,7 +32,7 @@ def influence(model, f, test, train, xi=None):
     P = EKFACProjector(f, exact=True)
     return features(model, test, P, xi) @ features(model, train, P, xi).T
 
-def kronfluence_scores(model, train, test, xi=None):
+def kronfluence_scores(model, train, test, out, xi=None):
     "kronfluence 1.0.1's EK-FAC pairwise scores (empirical Fisher, its heuristic damping), the head gate around its every pass."
     try:
         from kronfluence.analyzer import Analyzer, prepare_model
@@ -51,7 +51,7 @@ def kronfluence_scores(model, train, test, xi=None):
     def collate(rs):
         b = next(iter(example_loader(Dataset.from_list(rs), model.config.pad_token_id, len(rs), ['en', 'de'])))
         return {k: b[k] for k in ('input_ids', 'attention_mask', 'labels')}
-    an = Analyzer('ekfac', prepare_model(copy.deepcopy(model), T()), T(), cpu=True, output_dir=str(_tmp()), disable_tqdm=True)
+    an = Analyzer('ekfac', prepare_model(copy.deepcopy(model), T()), T(), cpu=True, output_dir=str(out), disable_tqdm=True)
     an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=collate))
     f64 = dict(activation_covariance_dtype=torch.float64, gradient_covariance_dtype=torch.float64, lambda_dtype=torch.float64)
     an.fit_all_factors('f', dataset=train, per_device_batch_size=8, overwrite_output_dir=True,
@@ -60,19 +60,14 @@ def kronfluence_scores(model, train, test, xi=None):
                                per_device_train_batch_size=8, score_args=ScoreArguments(damping_factor=None), overwrite_output_dir=True)
     return an.load_pairwise_scores('s')['all_modules']
 
-_TMP = []
-def _tmp() -> str:
-    "A temporary folder that lives as long as the test session (kronfluence writes its factors and scores to disk)."
-    _TMP.append(tempfile.TemporaryDirectory()); return _TMP[-1].name
-
 @pytest.mark.parametrize('gate', [False, True])
-def test_ekfac_influence_equals_kronfluence(gate):
+def test_ekfac_influence_equals_kronfluence(gate, tmp_path):
     "A tiny Llama classifier (no biases: kronfluence would add them to the layers' factors), padded batches, 3 classes, with and without a head gate."
     model = toy_classifier(family='llama', layers=2, heads=2, hidden=8, vocab=40, num_labels=3, seed=0)
     train, test = rows(24, 'tr', 0), rows(6, 'te', 1)
     xi = torch.tensor([[1., 0.], [0., 1.]]) if gate else None
     ours = influence(model, ekfac_factors(model, train, xi, fisher='empirical', batch_size=8), test, train, xi)
-    kf = kronfluence_scores(model, train, test, xi)
+    kf = kronfluence_scores(model, train, test, tmp_path, xi)   # (kronfluence writes its factors and scores to disk)
     assert ours.shape == kf.shape == (6, 24)
     assert (ours - kf).abs().max() <= 1e-5 * kf.abs().max()             # measured: 2.4e-7 and 2.5e-7 of the largest score
 
@@ -99,7 +94,7 @@ def test_ekfac_under_per_language_masks_equals_its_dense_definition():
     for n, part in zip(f.names, g_train.split(sizes, 1)):
         assert float(f.lam[n].sum()) == pytest.approx(float(part.square().sum(1).mean()), rel=1e-4)
 
-def test_factors_are_reproducible_saved_whole_and_checked():
+def test_factors_are_reproducible_saved_whole_and_checked(tmp_path):
     model = toy_classifier(layers=1, heads=2, hidden=8, vocab=40, num_labels=3, seed=0)
     train = rows(10, 'tr', 4)
     a, b = ekfac_factors(model, train, seed=5, batch_size=4), ekfac_factors(model, train, seed=5, batch_size=4)
@@ -108,8 +103,7 @@ def test_factors_are_reproducible_saved_whole_and_checked():
     assert any(not torch.equal(a.lam[n], c.lam[n]) for n in a.names)
     e = ekfac_factors(model, train, fisher='empirical', damping=0.5, batch_size=4)
     assert set(e.damping.values()) == {0.5}
-    with tempfile.TemporaryDirectory() as t:
-        a.save(os.path.join(t, 'f.safetensors')); r = EKFACFactors.load(os.path.join(t, 'f.safetensors'))
+    a.save(tmp_path/'f.safetensors'); r = EKFACFactors.load(tmp_path/'f.safetensors')
     assert r.names == a.names and r.damping == a.damping and all(torch.equal(r.QA[n], a.QA[n]) and torch.equal(r.lam[n], a.lam[n]) for n in a.names)
     with pytest.raises(SketchError, match="fisher must be one of sampled, empirical, not 'true'"): ekfac_factors(model, train, fisher='true')
     with pytest.raises(SketchError, match="damping must be None"): ekfac_factors(model, train, damping=-1.0)
